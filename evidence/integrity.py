@@ -1,0 +1,138 @@
+"""Checking a sealed run: intact, tampered or incomplete, with every problem named.
+
+Everything is recomputed from the bytes on disk: artifact hashes, the manifest's own
+digest, every journal's hash chain, and the chain heads held inside evidence.duckdb (opened
+read-only, so verifying never changes the evidence).
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+from onegc.evidence.journal import JOURNAL_DIR, check_chain, journal_path
+from onegc.evidence.schema import TABLES
+from onegc.evidence.seal import (
+    DB_NAME,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    manifest_digest,
+    sha256_file,
+)
+
+Status = Literal["intact", "tampered", "incomplete"]
+
+
+class BadRunDir(Exception):
+    """The path is not a run directory at all (missing, not a directory, no evidence)."""
+
+
+@dataclass
+class IntegrityReport:
+    run_dir: str
+    status: Status
+    problems: list[str] = field(default_factory=list)
+    incomplete_reasons: list[str] = field(default_factory=list)
+    sealed: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_manifest(run_dir: Path, manifest: dict, problems: list[str]) -> None:
+    if manifest.get("format") != MANIFEST_FORMAT:
+        problems.append(f"manifest: unknown format {manifest.get('format')!r}")
+        return
+    if manifest_digest(manifest) != manifest.get("digest"):
+        problems.append("manifest: its digest does not match its content (manifest edited)")
+    artifacts = manifest.get("artifacts", {})
+    for rel, meta in sorted(artifacts.items()):
+        path = run_dir / rel
+        if not path.is_file():
+            problems.append(f"{rel}: sealed artifact is missing")
+        elif sha256_file(path) != meta.get("sha256"):
+            problems.append(f"{rel}: content changed since sealing (sha256 mismatch)")
+    for extra in sorted((run_dir / JOURNAL_DIR).glob("*")):
+        if str(extra.relative_to(run_dir)) not in artifacts:
+            problems.append(f"{extra.relative_to(run_dir)}: file added to the journals after sealing")
+    for table in TABLES:
+        expected = manifest.get("journals", {}).get(table.name)
+        path = journal_path(run_dir, table.name)
+        if expected is None or not path.exists():
+            problems.append(f"{table.name}: journal missing from the seal")
+            continue
+        check = check_chain(path, table.name)
+        problems.extend(check.problems)
+        if (check.records, check.head) != (expected.get("records"), expected.get("head")):
+            problems.append(
+                f"{table.name}: journal has {check.records} records / head {check.head[:12]}, "
+                f"the seal says {expected.get('records')} / {str(expected.get('head'))[:12]}"
+            )
+
+
+def _check_database(run_dir: Path, manifest: dict, problems: list[str], reasons: list[str]) -> None:
+    try:
+        con = duckdb.connect(str(run_dir / DB_NAME), read_only=True)
+    except duckdb.Error as exc:
+        problems.append(f"{DB_NAME}: cannot be opened ({str(exc).splitlines()[0]})")
+        return
+    try:
+        heads = dict(
+            (name, (records, head))
+            for name, records, head in con.execute("SELECT * FROM journals").fetchall()
+        )
+        for table in TABLES:
+            expected = manifest.get("journals", {}).get(table.name, {})
+            count, last = con.execute(f"SELECT count(*), arg_max(h, seq) FROM {table.name}").fetchone()
+            if heads.get(table.name) != (expected.get("records"), expected.get("head")):
+                problems.append(f"{DB_NAME}: chain head of {table.name} differs from the manifest")
+            if count != expected.get("records") or (last or "") != expected.get("head"):
+                problems.append(f"{DB_NAME}: rows of {table.name} differ from its journal")
+        for sensor, counter, value in con.execute(
+            "SELECT sensor, counter, value FROM sensor_health WHERE lossy AND value > 0"
+        ).fetchall():
+            reasons.append(f"sensor {sensor}: {counter} = {value}")
+    except duckdb.Error as exc:
+        problems.append(f"{DB_NAME}: unreadable ({str(exc).splitlines()[0]})")
+    finally:
+        con.close()
+
+
+def verify_run(run_dir: Path) -> IntegrityReport:
+    """Judge the seal of one run directory."""
+    if not run_dir.is_dir():
+        raise BadRunDir(f"{run_dir}: no such run directory")
+    manifest_path = run_dir / MANIFEST_NAME
+    if not manifest_path.exists():
+        if not (run_dir / JOURNAL_DIR).is_dir():
+            raise BadRunDir(f"{run_dir}: not a run directory (no manifest.json, no journal/)")
+        report = IntegrityReport(str(run_dir), "incomplete")
+        report.incomplete_reasons.append("never sealed: the harness died or is still running")
+        for table in TABLES:
+            path = journal_path(run_dir, table.name)
+            if path.exists():
+                report.problems.extend(check_chain(path, table.name).problems)
+        if report.problems:
+            report.status = "tampered"
+        return report
+    report = IntegrityReport(str(run_dir), "intact", sealed=True)
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError("not an object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        report.status = "tampered"
+        report.problems.append(f"{MANIFEST_NAME}: unreadable ({exc})")
+        return report
+    _check_manifest(run_dir, manifest, report.problems)
+    if not report.problems:
+        _check_database(run_dir, manifest, report.problems, report.incomplete_reasons)
+    report.incomplete_reasons[:0] = list(manifest.get("incomplete_reasons", []))
+    if not manifest.get("complete", False) and not report.incomplete_reasons:
+        report.incomplete_reasons.append("the harness marked the run incomplete")
+    if report.problems:
+        report.status = "tampered"
+    elif report.incomplete_reasons:
+        report.status = "incomplete"
+    return report

@@ -1,0 +1,129 @@
+"""Append-only, hash-chained JSONL journals: what the sensors write while the run is live.
+
+One journal per evidence table, one JSON object per line. Each record carries the hash of
+the previous one, so removing, reordering or editing a record breaks the chain. Lines are
+flushed as they are written (a crash of the writer loses nothing already returned) and
+fsynced about once a second (a crash of the machine loses at most that).
+"""
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onegc.evidence.schema import TABLE_BY_NAME
+
+JOURNAL_DIR = "journal"
+
+
+def canonical(record: dict) -> bytes:
+    """The bytes a record's hash covers: sorted keys, no whitespace, everything but `h`."""
+    body = {k: v for k, v in record.items() if k != "h"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def record_hash(record: dict) -> str:
+    return hashlib.sha256(canonical(record)).hexdigest()
+
+
+def journal_path(run_dir: Path, table: str) -> Path:
+    return run_dir / JOURNAL_DIR / f"{table}.jsonl"
+
+
+class Journal:
+    """Writer for one table's journal. Thread-safe; one writer process per file."""
+
+    def __init__(self, path: Path, table: str, fsync_every_s: float = 1.0) -> None:
+        if table not in TABLE_BY_NAME:
+            raise ValueError(f"unknown evidence table {table!r}")
+        self.path = path
+        self.table = table
+        self._columns = set(TABLE_BY_NAME[table].json_columns)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._prev = ""
+        self._fsync_every = fsync_every_s
+        self._last_sync = time.monotonic()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(path, "x", encoding="utf-8")  # never reopen or truncate evidence
+
+    def write(self, **fields: object) -> dict:
+        unknown = set(fields) - self._columns
+        if unknown:
+            raise ValueError(f"{self.table}: unknown fields {sorted(unknown)}")
+        with self._lock:
+            now_wall, now_mono = time.time(), time.monotonic()
+            record: dict = {
+                "seq": self._seq,
+                "t": fields.pop("t", now_wall),
+                "mono": fields.pop("mono", now_mono),
+                **fields,
+                "prev": self._prev,
+            }
+            record["h"] = record_hash(record)
+            self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._fh.flush()
+            if now_mono - self._last_sync >= self._fsync_every:
+                os.fsync(self._fh.fileno())
+                self._last_sync = now_mono
+            self._seq += 1
+            self._prev = record["h"]
+            return record
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+                self._fh.close()
+
+
+@dataclass
+class ChainCheck:
+    """What reading a journal back found."""
+
+    table: str
+    records: int = 0
+    head: str = ""
+    problems: list[str] = field(default_factory=list)
+    truncated_tail: bool = False
+
+
+def read_records(path: Path) -> Iterator[tuple[int, str]]:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        yield from enumerate(fh, 1)
+
+
+def check_chain(path: Path, table: str) -> ChainCheck:
+    """Recompute a journal's hash chain; a torn last line (writer killed mid-write) is
+    reported as `truncated_tail`, anything else wrong as a problem."""
+    check = ChainCheck(table)
+    prev = ""
+    lines = list(read_records(path))
+    for lineno, line in lines:
+        last = lineno == len(lines)
+        if not line.endswith("\n") and last:
+            check.truncated_tail = True
+            break
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            check.problems.append(f"{path.name}:{lineno}: not a JSON record")
+            break
+        if not isinstance(rec, dict) or rec.get("seq") != check.records:
+            check.problems.append(f"{path.name}:{lineno}: record out of sequence (removed or reordered)")
+            break
+        if rec.get("prev") != prev:
+            check.problems.append(f"{path.name}:{lineno}: chain broken (previous record changed or removed)")
+            break
+        if record_hash(rec) != rec.get("h"):
+            check.problems.append(f"{path.name}:{lineno}: record content does not match its hash")
+            break
+        prev = rec["h"]
+        check.records += 1
+    check.head = prev
+    return check

@@ -1,0 +1,122 @@
+"""The filesystem sensor: a dedicated inotify reader in a process of its own.
+
+It never blocks on anything but inotify (no database, no hashing), so the kernel queue
+does not overflow under bursts. New directories get watches at once and are rescanned,
+because files created before the watch existed raise no event; an IN_Q_OVERFLOW is
+counted (the run becomes incomplete) and followed by a full rescan.
+
+Usage (by the harness): python -m onegc.harness.fswatch RUN_DIR PARENT_PID ROOTS_JSON
+ROOTS_JSON: [[label, path, recursive], ...]. Prints {"ready": true} once watching and
+{"counts": {...}} after SIGTERM, when the queue is drained.
+"""
+
+import json
+import os
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+from inotify_simple import INotify
+from inotify_simple import flags as F
+from onegc.evidence.journal import Journal, journal_path
+from onegc.harness.kernel import PR_SET_PDEATHSIG, prctl
+
+MASK = F.CREATE | F.MODIFY | F.CLOSE_WRITE | F.DELETE | F.MOVED_FROM | F.MOVED_TO | F.ATTRIB | F.DELETE_SELF
+NAMES = (
+    (F.CREATE, "create"),
+    (F.MODIFY, "modify"),
+    (F.CLOSE_WRITE, "close_write"),
+    (F.DELETE, "delete"),
+    (F.MOVED_FROM, "moved_from"),
+    (F.MOVED_TO, "moved_to"),
+    (F.ATTRIB, "attrib"),
+    (F.DELETE_SELF, "delete_self"),
+)
+
+
+class Watcher:
+    def __init__(self, run_dir: Path, roots: list[tuple[str, str, bool]]) -> None:
+        self.ino = INotify()
+        self.journal = Journal(journal_path(run_dir, "file_events"), "file_events")
+        self.roots = roots
+        self.wds: dict[int, tuple[str, str, bool]] = {}  # wd -> (label, dir path, recursive)
+        self.counts: Counter[str] = Counter()
+
+    def watch_tree(self, label: str, top: str, recursive: bool, report_found: bool) -> None:
+        """Watch `top` (and below it when recursive); with report_found, journal what is
+        already there (a rescan: the history of those files is unknown)."""
+        stack = [top]
+        while stack:
+            d = stack.pop()
+            try:
+                wd = self.ino.add_watch(d, MASK)
+            except OSError:
+                self.counts["watch_errors"] += 1
+                continue
+            self.wds[wd] = (label, d, recursive)
+            try:
+                entries = list(os.scandir(d))
+            except OSError:
+                continue
+            for e in entries:
+                is_dir = e.is_dir(follow_symlinks=False)
+                if report_found:
+                    self.journal.write(root=label, path=e.path, event="rescan_found", is_dir=is_dir, cookie=0)
+                if is_dir and recursive:
+                    stack.append(e.path)
+
+    def start(self) -> None:
+        for label, path, recursive in self.roots:
+            if os.path.isdir(path):
+                self.watch_tree(label, path, recursive, report_found=False)
+
+    def handle(self, events: list) -> None:
+        for ev in events:
+            if ev.mask & F.Q_OVERFLOW:
+                self.counts["overflows"] += 1
+                for label, path, recursive in self.roots:
+                    if os.path.isdir(path):
+                        self.watch_tree(label, path, recursive, report_found=True)
+                continue
+            if ev.wd not in self.wds:
+                continue
+            label, d, recursive = self.wds[ev.wd]
+            if ev.mask & F.IGNORED:
+                del self.wds[ev.wd]
+                continue
+            path = os.path.join(d, ev.name) if ev.name else d
+            is_dir = bool(ev.mask & F.ISDIR)
+            for bit, name in NAMES:
+                if ev.mask & bit:
+                    self.journal.write(root=label, path=path, event=name, is_dir=is_dir, cookie=ev.cookie)
+                    self.counts["events"] += 1
+            if is_dir and recursive and ev.mask & (F.CREATE | F.MOVED_TO):
+                self.watch_tree(label, path, recursive, report_found=True)
+
+
+def main() -> None:
+    run_dir, parent, roots = Path(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        sys.exit(1)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    w = Watcher(run_dir, [tuple(r) for r in roots])
+    w.start()
+    print(json.dumps({"ready": True, "watches": len(w.wds)}), flush=True)
+    while not stopping:
+        w.handle(w.ino.read(timeout=200))
+    while events := w.ino.read(timeout=50):  # drain what the kernel still holds
+        w.handle(events)
+    w.journal.close()
+    print(json.dumps({"counts": dict(w.counts)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,520 @@
+"""One monitored agent run: sensors up, agent launched in its sandbox, watchdog, sensors
+down, evidence sealed. The caller (audit) has already created the run directory and
+populated its workspace."""
+
+import json
+import os
+import re
+import select
+import shutil
+import site
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from onegc.evidence.journal import Journal, journal_path
+from onegc.evidence.seal import seal
+from onegc.harness import snapshot
+from onegc.harness.cgroup import RunCgroup
+
+AGENT_UID = int(os.environ.get("ONEGC_AGENT_UID", "61000"))
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+PRIVATE_SCRATCH = {"/tmp": "tmp", "/var/tmp": "var_tmp", "/dev/shm": "dev_shm"}
+PASS_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LANG", "TERM")
+
+
+class HarnessError(Exception):
+    """The run cannot start (bad name, existing run dir, missing privilege)."""
+
+
+@dataclass
+class RunSpec:
+    run_dir: Path
+    argv: list[str]
+    label: str
+    task: str
+    rep: int
+    budget_s: float
+    grace_s: float = 30.0
+    locked: list[str] = field(default_factory=list)
+    originals: Path | None = None
+    heldout: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    agent_uid: int = AGENT_UID
+    sample_interval_s: float = 1.0
+
+    @property
+    def workspace(self) -> Path:
+        return self.run_dir / "workspace"
+
+    @property
+    def scratch(self) -> Path:
+        return self.run_dir / "scratch"
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    complete: bool
+    reasons: list[str]
+    end_reason: str
+    agent_exit_code: int | None
+
+
+def create_run_dir(runs_dir: Path, label: str, task: str, rep: int) -> Path:
+    """RUNS_DIR/LABEL/TASK/rREP, created empty; an existing run is never reused."""
+    for what, value in (("label", label), ("task", task)):
+        if not SAFE_NAME.match(value):
+            raise HarnessError(f"{what} {value!r} must match {SAFE_NAME.pattern}")
+    if rep < 1:
+        raise HarnessError("rep must be >= 1")
+    runs_dir = runs_dir.resolve()
+    for private in PRIVATE_SCRATCH:
+        if runs_dir == Path(private) or Path(private) in runs_dir.parents:
+            raise HarnessError(
+                f"runs dir {runs_dir} is under {private}, which is made private to the agent; "
+                "choose a runs dir elsewhere"
+            )
+    run_dir = runs_dir / label / task / f"r{rep}"
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        raise HarnessError(f"{run_dir} already exists; a run directory is never reused") from None
+    (run_dir / "workspace").mkdir()
+    return run_dir
+
+
+def preflight() -> None:
+    if os.geteuid() != 0:
+        raise HarnessError(
+            "the harness must run as root: it creates the agent's namespaces and cgroup "
+            "and drops the agent to an unprivileged user"
+        )
+
+
+def writable_roots(exclude: list[Path]) -> list[str]:
+    """World-writable directories on the root filesystem (the few places an unprivileged
+    agent could write outside its run), minus those made private to the run."""
+    out = subprocess.run(
+        [
+            "find",
+            "/",
+            "-xdev",
+            "(",
+            "-path",
+            "/proc",
+            "-o",
+            "-path",
+            "/sys",
+            ")",
+            "-prune",
+            "-o",
+            "-type",
+            "d",
+            "-perm",
+            "-0002",
+            "-print",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    ).stdout.split("\n")
+    dirs = {d for d in out if d} | {"/run/lock", "/dev/mqueue"}
+    dirs -= set(PRIVATE_SCRATCH)
+    ex = [str(p) for p in exclude]
+    return sorted(
+        d for d in dirs if os.path.isdir(d) and not any(d == e or d.startswith(e + "/") for e in ex)
+    )
+
+
+def agent_env(spec: RunSpec) -> dict[str, str]:
+    home = spec.scratch / "home"
+    cache = home / ".cache"
+    env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        HOME=str(home),
+        USER="agent",
+        LOGNAME="agent",
+        TMPDIR="/tmp",
+        XDG_CACHE_HOME=str(cache),
+        TORCHINDUCTOR_CACHE_DIR=str(cache / "torchinductor"),
+        TRITON_CACHE_DIR=str(cache / "triton"),
+        PYTHONUNBUFFERED="1",
+    )
+    env.setdefault("LANG", "C.UTF-8")
+    env.update(spec.env)
+    return env
+
+
+def chown_tree(root: Path, uid: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            os.lchown(os.path.join(dirpath, name), uid, uid)
+    os.chown(root, uid, uid)
+
+
+class Monitor:
+    """Runs one spec. Use `run()`; everything it learns goes into the journals."""
+
+    def __init__(self, spec: RunSpec) -> None:
+        self.spec = spec
+        rd = spec.run_dir
+        (rd / "agent").mkdir(exist_ok=True)
+        self.harness = Journal(journal_path(rd, "harness_events"), "harness_events")
+        self.health = Journal(journal_path(rd, "sensor_health"), "sensor_health")
+        self.reasons: list[str] = []
+        self.sensors: dict[str, bool] = {}
+        self.cgroup: RunCgroup | None = None
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._stop_sampler = threading.Event()
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _prepare_dirs(self) -> None:
+        spec = self.spec
+        for sub in ("home", *PRIVATE_SCRATCH.values()):
+            (spec.scratch / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(spec.scratch / "tmp", 0o1777)
+        os.chmod(spec.scratch / "dev_shm", 0o1777)
+        chown_tree(spec.workspace, spec.agent_uid)
+        chown_tree(spec.scratch, spec.agent_uid)
+        for rel in spec.locked:
+            p = spec.workspace / rel
+            if p.exists():
+                os.chown(p, 0, 0)
+                os.chmod(p, 0o444)
+        for p in (spec.run_dir, spec.run_dir.parent, spec.run_dir.parent.parent):
+            os.chmod(p, os.stat(p).st_mode | 0o005)
+
+    def _watch_roots(self) -> list[list]:
+        spec = self.spec
+        roots = [["workspace", str(spec.workspace), True], ["scratch", str(spec.scratch), True]]
+        if spec.originals:
+            roots.append(["originals", str(spec.originals), True])
+        if spec.heldout:
+            roots.append(["heldout", str(spec.heldout), True])
+        for sp in {*site.getsitepackages(), site.getusersitepackages()}:
+            roots.append(["site-packages", sp, False])
+        exclude = [spec.run_dir.parent.parent.parent]
+        roots += [["world-writable", d, True] for d in writable_roots(exclude)]
+        return roots
+
+    def _spawn_sensor(self, name: str, module: str, *args: str, pass_fds: tuple = ()) -> dict:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            pass_fds=pass_fds,
+            text=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def _ready(self, name: str) -> bool:
+        line = self.procs[name].stdout.readline()
+        ok = bool(line) and json.loads(line).get("ready") is True
+        self.sensors[name] = ok
+        if not ok:
+            self.reasons.append(f"sensor {name} failed to start")
+        return ok
+
+    def _expose(self) -> list[str]:
+        import onegc.harness as pkg
+
+        paths = {
+            str(self.spec.run_dir),
+            sys.prefix,
+            sys.base_prefix,
+            str(Path(sys.executable).resolve().parent),
+            str(Path(pkg.__file__).resolve().parents[1]),
+        }
+        paths |= set(site.getsitepackages())
+        return sorted(p for p in paths if os.path.exists(p))
+
+    # -- sampler --------------------------------------------------------------------------
+    def _sample_loop(self, journal: Journal) -> None:
+        while not self._stop_sampler.wait(self.spec.sample_interval_s):
+            pids = self._tree_pids()
+            rss = 0
+            for pid in pids:
+                try:
+                    rss += psutil.Process(pid).memory_info().rss
+                except psutil.Error:
+                    pass
+            cpu = self.cgroup.cpu_seconds() if self.cgroup else None
+            journal.write(nprocs=len(pids), cpu_s=cpu, rss_bytes=rss, gpu_mem_bytes=None)
+
+    def _tree_pids(self) -> list[int]:
+        launcher = self.procs.get("launcher")
+        if self.cgroup:
+            return self.cgroup.pids()
+        if launcher is None:
+            return []
+        try:
+            p = psutil.Process(launcher.pid)
+            return [p.pid] + [c.pid for c in p.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def _agent_procs(self) -> list[psutil.Process]:
+        """Processes of the tree other than our launcher and the namespace's init."""
+        launcher = self.procs["launcher"].pid
+        mine = {launcher}
+        try:
+            mine |= {c.pid for c in psutil.Process(launcher).children()}
+        except psutil.Error:
+            pass
+        out = []
+        for pid in self._tree_pids():
+            if pid in mine:
+                continue
+            try:
+                out.append(psutil.Process(pid))
+            except psutil.Error:
+                pass
+        return out
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self) -> RunOutcome:
+        spec = self.spec
+        preflight()
+        self._prepare_dirs()
+        start_wall, start_mono = time.time(), time.monotonic()
+        deadline = start_mono + spec.budget_s
+        self.cgroup = RunCgroup.create(f"{spec.label}-{spec.task}-r{spec.rep}-{os.getpid()}")
+        self.sensors["cgroup"] = self.cgroup is not None
+        if self.cgroup is None:
+            self.reasons.append("no writable cgroup v2: the tree is tracked by its pid namespace only")
+        snaps = Journal(journal_path(spec.run_dir, "snapshots"), "snapshots")
+        scopes = {"workspace": spec.workspace}
+        if spec.originals:
+            scopes["originals"] = spec.originals
+        if spec.heldout:
+            scopes["heldout"] = spec.heldout
+        snapshot.record(snaps, "before", scopes)
+
+        self._spawn_sensor(
+            "fswatch",
+            "onegc.harness.fswatch",
+            str(spec.run_dir),
+            str(os.getpid()),
+            json.dumps(self._watch_roots()),
+        )
+        self._ready("fswatch")
+        ctl_r, ctl_w = os.pipe()
+        ack_r, ack_w = os.pipe()
+        status_r, status_w = os.pipe()
+        self._spawn_sensor(
+            "exec_net",
+            "onegc.harness.supervisor",
+            str(spec.run_dir),
+            str(ctl_r),
+            str(ack_w),
+            str(os.getpid()),
+            pass_fds=(ctl_r, ack_w),
+        )
+        os.close(ctl_r)
+        os.close(ack_w)
+
+        env = agent_env(spec)
+        config = {
+            "harness_pid": os.getpid(),
+            "argv": spec.argv,
+            "env": env,
+            "cwd": str(spec.workspace),
+            "uid": spec.agent_uid,
+            "gid": spec.agent_uid,
+            "cgroup_procs": str(self.cgroup.procs_file) if self.cgroup else None,
+            "private_mounts": [[t, str(spec.scratch / s)] for t, s in PRIVATE_SCRATCH.items()],
+            "expose": self._expose(),
+            "ctl_fd": ctl_w,
+            "ack_fd": ack_r,
+            "status_fd": status_w,
+        }
+        cfg_path = spec.run_dir / "agent" / "launch.json"
+        cfg_path.write_text(json.dumps(config, indent=1))
+        meta = {
+            "run_id": f"{spec.label}/{spec.task}/r{spec.rep}",
+            "label": spec.label,
+            "task": spec.task,
+            "rep": spec.rep,
+            "argv": spec.argv,
+            "budget_s": spec.budget_s,
+            "grace_s": spec.grace_s,
+            "deadline_mono": deadline,
+            "agent_uid": spec.agent_uid,
+            "workspace": str(spec.workspace),
+            "locked": spec.locked,
+            "sensors": self.sensors,
+            "env": env,
+            "host": os.uname().nodename,
+            "kernel": os.uname().release,
+            "python": sys.version.split()[0],
+        }
+        self.harness.write(kind="start", detail=meta, mono=start_mono, t=start_wall)
+        with (
+            open(spec.run_dir / "agent" / "stdout.log", "wb") as out,
+            open(spec.run_dir / "agent" / "stderr.log", "wb") as err,
+        ):
+            launcher = subprocess.Popen(
+                [sys.executable, "-m", "onegc.harness.launcher", str(cfg_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                pass_fds=(ctl_w, ack_r, status_w),
+            )
+        self.procs["launcher"] = launcher
+        for fd in (ctl_w, ack_r, status_w):
+            os.close(fd)
+        self._ready("exec_net")  # the supervisor is ready once it holds the listener
+        self.harness.write(kind="agent_started", pid=launcher.pid, argv=spec.argv, detail={})
+        samples = Journal(journal_path(spec.run_dir, "resource_samples"), "resource_samples")
+        sampler = threading.Thread(target=self._sample_loop, args=(samples,), daemon=True)
+        sampler.start()
+
+        end_reason, exit_code = self._watch(status_r, deadline)
+        os.close(status_r)
+        self._end_tree(end_reason)
+        self._stop_sampler.set()
+        sampler.join()
+        samples.close()
+        self._stop_sensors()
+        snapshot.record(snaps, "after", scopes)
+        snaps.close()
+        complete = not self.reasons
+        self.harness.write(
+            kind="end", detail=({"reason": end_reason, "complete": complete, "reasons": self.reasons})
+        )
+        self.harness.close()
+        self.health.close()
+        if self.cgroup:
+            self.cgroup.remove()
+        seal(spec.run_dir, complete=complete, reasons=self.reasons)
+        return RunOutcome(spec.run_dir, complete, self.reasons, end_reason, exit_code)
+
+    def _watch(self, status_r: int, deadline: float) -> tuple[str, int | None]:
+        """Wait for the agent's main process to end, or the deadline."""
+        launcher = self.procs["launcher"]
+        reported_dead: set[str] = set()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.harness.write(kind="deadline", detail=({"deadline_mono": deadline}))
+                return "deadline", None
+            ready, _, _ = select.select([status_r], [], [], min(0.2, remaining))
+            if ready:
+                data = os.read(status_r, 64).decode().strip()
+                if data:
+                    code = int(data)
+                    self.harness.write(kind="agent_exited", detail=({"exit_code": code}))
+                    return "agent_exited", code
+            if launcher.poll() is not None:
+                self.harness.write(kind="launcher_exited", detail=({"exit_code": launcher.returncode}))
+                self.reasons.append(f"the sandbox launcher ended early (exit {launcher.returncode})")
+                return "launcher_failed", None
+            for name in ("exec_net", "fswatch"):
+                if name not in reported_dead and self.procs[name].poll() is not None:
+                    reported_dead.add(name)
+                    self.harness.write(
+                        kind="sensor_died",
+                        detail=({"sensor": name, "exit_code": self.procs[name].returncode}),
+                    )
+                    self.reasons.append(f"sensor {name} died during the run")
+
+    def _end_tree(self, reason: str) -> None:
+        """SIGTERM what is left of the agent's tree, SIGKILL after the grace; every process
+        still alive at each step is recorded."""
+        stage = "deadline" if reason == "deadline" else "agent_exit"
+        alive = self._agent_procs()
+        for p in alive:
+            self._record_survivor(p, f"alive_at_{stage}")
+        if alive:
+            self.harness.write(kind="sigterm", detail=({"pids": [p.pid for p in alive]}))
+            for p in alive:
+                try:
+                    p.terminate()
+                except psutil.Error:
+                    pass
+            end = time.monotonic() + self.spec.grace_s
+            while time.monotonic() < end and self._agent_procs():
+                time.sleep(0.05)
+            left = self._agent_procs()
+            for p in left:
+                self._record_survivor(p, "alive_after_grace")
+            if left:
+                self.harness.write(kind="sigkill", detail=({"pids": [p.pid for p in left]}))
+        if self.cgroup:
+            self.cgroup.kill()
+            if not self.cgroup.wait_empty(10):
+                self.reasons.append("the run's cgroup did not empty after cgroup.kill")
+        else:
+            for p in psutil.Process(self.procs["launcher"].pid).children():
+                p.kill()  # the pid namespace's init: its death kills the whole namespace
+        try:
+            self.procs["launcher"].wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.procs["launcher"].kill()
+            self.reasons.append("the sandbox launcher had to be killed")
+
+    def _record_survivor(self, p: psutil.Process, stage: str) -> None:
+        try:
+            argv = p.cmdline()
+            info = {
+                "stage": stage,
+                "ppid": p.ppid(),
+                "status": p.status(),
+                "session": os.getsid(p.pid),
+                "create_time": p.create_time(),
+            }
+        except (psutil.Error, OSError):
+            return
+        self.harness.write(kind="survivor", pid=p.pid, argv=argv, detail=info)
+
+    def _stop_sensors(self) -> None:
+        sup = self.procs["exec_net"]
+        try:
+            sup.wait(timeout=10)  # it exits by itself once no process uses the filter
+        except subprocess.TimeoutExpired:
+            sup.kill()
+            self.reasons.append("the seccomp supervisor did not finish")
+        fs = self.procs["fswatch"]
+        if fs.poll() is None:
+            fs.terminate()
+            try:
+                fs.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                fs.kill()
+        for name, lossy_counters in (
+            ("exec_net", {"read_errors"}),
+            ("fswatch", {"overflows", "watch_errors"}),
+        ):
+            counts = None
+            for line in self.procs[name].stdout.read().splitlines():
+                msg = json.loads(line)
+                counts = msg.get("counts", counts)
+            if counts is None:
+                self.health.write(sensor=name, counter="final_report_missing", value=1, lossy=True)
+                if not any(name in r for r in self.reasons):
+                    self.reasons.append(f"sensor {name} ended without its final report")
+                continue
+            for counter in sorted(set(counts) | lossy_counters):
+                value = int(counts.get(counter, 0))
+                lossy = counter in lossy_counters
+                self.health.write(sensor=name, counter=counter, value=value, lossy=lossy)
+                if lossy and value:
+                    self.reasons.append(f"sensor {name}: {counter} = {value}")
+
+
+def run_monitored(spec: RunSpec) -> RunOutcome:
+    return Monitor(spec).run()
+
+
+def copy_into_workspace(src: Path, workspace: Path) -> None:
+    """Copy a plain task folder into the workspace (tests and the built-in demo task)."""
+    shutil.copytree(src, workspace, dirs_exist_ok=True)
