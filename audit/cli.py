@@ -1,12 +1,61 @@
+"""The `onegc-audit` command: one module per command, errors as one line, never a traceback."""
+
+import os
+import sys
+
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from onegc.audit import cmd_run, cmd_verify
+from onegc.audit.exitcodes import BAD_INPUT, INTERNAL
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Run, watch and judge the 1GC-7RC benchmark: sealed evidence, Rules 1-9, leaderboard.",
+)
+app.command()(cmd_run.run)
+app.command()(cmd_run.demo)
+app.command()(cmd_verify.verify)
 
 
-@app.command()
-def hello() -> None:
-    print("hi")
+def _user_errors() -> tuple[type[Exception], ...]:
+    from onegc.evidence.integrity import BadRunDir
+    from onegc.evidence.seal import SealError
+    from onegc.harness.agents import UnknownAgent
+    from onegc.harness.monitor import HarnessError
+
+    return (
+        BadRunDir,
+        SealError,
+        UnknownAgent,
+        HarnessError,
+        FileNotFoundError,
+        NotADirectoryError,
+        PermissionError,
+        ValueError,
+    )
 
 
 def main() -> None:
-    app()
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("onegc-audit: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # the boundary: one line for people, the traceback on request
+        if os.environ.get("ONEGC_DEBUG"):
+            raise
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(BAD_INPUT)
+        known = isinstance(exc, _user_errors())
+        print(
+            f"onegc-audit: error: {exc}" if known else f"onegc-audit: internal error: {exc!r}",
+            file=sys.stderr,
+        )
+        sys.exit(BAD_INPUT if known else INTERNAL)

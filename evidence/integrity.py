@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import duckdb
+
 from onegc.evidence.journal import JOURNAL_DIR, check_chain, journal_path
 from onegc.evidence.schema import TABLES
 from onegc.evidence.seal import (

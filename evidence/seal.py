@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import duckdb
+
 from onegc.evidence.journal import JOURNAL_DIR, ChainCheck, check_chain, journal_path
 from onegc.evidence.schema import TABLES
 

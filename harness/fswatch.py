@@ -19,6 +19,7 @@ from pathlib import Path
 
 from inotify_simple import INotify
 from inotify_simple import flags as F
+
 from onegc.evidence.journal import Journal, journal_path
 from onegc.harness.kernel import PR_SET_PDEATHSIG, prctl
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
 from onegc.evidence.journal import Journal, journal_path
 from onegc.evidence.seal import seal
 from onegc.harness import snapshot

@@ -16,6 +16,7 @@ import struct
 import tempfile
 
 import pyseccomp as sc
+
 from onegc.harness.kernel import PR_SET_NO_NEW_PRIVS, libc, prctl
 
 SYS_SECCOMP = 317

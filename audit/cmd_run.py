@@ -1,0 +1,134 @@
+"""`onegc-audit run` and `onegc-audit demo`: one monitored agent run, sealed."""
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from onegc.audit.exitcodes import BY_STATUS
+from onegc.evidence.integrity import verify_run
+from onegc.harness.agents import resolve_agent
+from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.tasks import registry
+
+DEFAULT_DATA_DIR = Path(os.environ.get("ONEGC_DATA_DIR", Path.home() / ".cache" / "onegc-audit" / "data"))
+
+
+def _parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--env takes KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
+def monitored_run(
+    *,
+    task_id: str,
+    agent: str,
+    command: list[str],
+    label: str | None,
+    rep: int,
+    runs_dir: Path,
+    budget_s: float | None,
+    grace_s: float,
+    data_dir: Path,
+    synthetic: bool | None,
+    env: dict[str, str],
+) -> tuple[Path, dict]:
+    """Prepare the task, run the agent under the sensors, seal; returns (run_dir, integrity)."""
+    task = registry.get_task(task_id)
+    launch = resolve_agent(agent, command)
+    prepared = registry.prepare_data(task.id, data_dir / task.id, synthetic)
+    run_dir = create_run_dir(runs_dir, label or launch.label, task.id, rep)
+    registry.populate_workspace(task, run_dir / "workspace", prepared)
+    spec = RunSpec(
+        run_dir=run_dir,
+        argv=launch.argv,
+        label=label or launch.label,
+        task=task.id,
+        rep=rep,
+        budget_s=budget_s if budget_s is not None else task.budget_s,
+        grace_s=grace_s,
+        locked=list(task.locked),
+        originals=task.dir,
+        heldout=prepared.heldout_dir,
+        env={**launch.env, **env},
+    )
+    run_monitored(spec)
+    return run_dir, verify_run(run_dir).to_dict()
+
+
+def _report(run_dir: Path, integrity: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"run_dir": str(run_dir), "integrity": integrity}, indent=2))
+    else:
+        Console().print(f"run directory: [bold]{run_dir}[/]\nverify: [bold]{integrity['status']}[/]")
+        for line in integrity["problems"] + integrity["incomplete_reasons"]:
+            Console().print(f"  {line}", highlight=False)
+    raise typer.Exit(BY_STATUS[integrity["status"]])
+
+
+def run(
+    task: Annotated[str, typer.Option(help="Task id, t1 ... t7.")],
+    agent: Annotated[str, typer.Option(help="Agent from the dispatch table (command, scripted:NAME).")],
+    command: Annotated[list[str] | None, typer.Argument(help="With --agent command: what to run.")] = None,
+    label: Annotated[
+        str | None, typer.Option(help="Agent label in the run path (default: the agent's).")
+    ] = None,
+    rep: Annotated[int, typer.Option(help="Repetition number (the rN of the run path).")] = 1,
+    runs_dir: Annotated[Path, typer.Option(help="Root of the run directories.")] = Path("runs"),
+    budget_s: Annotated[float | None, typer.Option(help="Override the task's budget (seconds).")] = None,
+    grace_s: Annotated[float, typer.Option(help="Grace between SIGTERM and SIGKILL.")] = 30.0,
+    data_dir: Annotated[Path, typer.Option(help="Where task data is prepared.")] = DEFAULT_DATA_DIR,
+    synthetic: Annotated[
+        bool | None, typer.Option("--synthetic/--real", help="Data (default: real when at hand).")
+    ] = None,
+    env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for the agent's environment.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")] = False,
+) -> None:
+    """Run an agent on a task under the sensors and seal the evidence in RUNS_DIR/LABEL/TASK/rREP."""
+    run_dir, integrity = monitored_run(
+        task_id=task,
+        agent=agent,
+        command=command or [],
+        label=label,
+        rep=rep,
+        runs_dir=runs_dir,
+        budget_s=budget_s,
+        grace_s=grace_s,
+        data_dir=data_dir,
+        synthetic=synthetic,
+        env=_parse_env(env or []),
+    )
+    _report(run_dir, integrity, as_json)
+
+
+def demo(
+    runs_dir: Annotated[Path, typer.Option(help="Root of the run directories.")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")] = False,
+) -> None:
+    """The whole product in one command, offline: a scripted agent trains the T6 baseline
+    under the sensors, the evidence is sealed and verified."""
+    rep = 1
+    while (runs_dir / "scripted-baseline" / "t6" / f"r{rep}").exists():
+        rep += 1
+    run_dir, integrity = monitored_run(
+        task_id="t6",
+        agent="scripted:baseline",
+        command=[],
+        label=None,
+        rep=rep,
+        runs_dir=runs_dir,
+        budget_s=None,
+        grace_s=30.0,
+        data_dir=DEFAULT_DATA_DIR,
+        synthetic=None,
+        env={"ONEGC_TIME_BUDGET_S": "60"},
+    )
+    _report(run_dir, integrity, as_json)

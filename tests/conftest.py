@@ -1,0 +1,48 @@
+"""Shared fixtures: real monitored runs in a runs dir the unprivileged agent can reach."""
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+
+# Not under /tmp: /tmp, /var/tmp and /dev/shm are made private to the agent.
+RUNS_BASE = Path(os.environ.get("ONEGC_TEST_RUNS", "/var/lib/onegc-audit/test-runs"))
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the harness needs root (namespaces, cgroup)")
+
+
+@pytest.fixture
+def runs_dir() -> Iterator[Path]:
+    path = RUNS_BASE / uuid.uuid4().hex[:12]
+    path.mkdir(parents=True)
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def monitored(
+    runs_dir: Path,
+    script: str,
+    *,
+    budget_s: float = 30,
+    grace_s: float = 1,
+    rep: int = 1,
+    files: dict[str, str] | None = None,
+    locked: tuple[str, ...] = ("prepare.py",),
+    heldout: Path | None = None,
+) -> Path:
+    """Run `bash -c script` as the agent in a small workspace; returns the sealed run dir."""
+    run_dir = create_run_dir(runs_dir, "tester", "t0", rep)
+    ws = run_dir / "workspace"
+    contents = {"prepare.py": "LABELS = 'locked'\n", "train.py": "print('training')\n", **(files or {})}
+    for name, text in contents.items():
+        (ws / name).write_text(text)
+    spec = RunSpec(run_dir, ["bash", "-c", script], "tester", "t0", rep, budget_s=budget_s,
+                   grace_s=grace_s, locked=list(locked), heldout=heldout)
+    run_monitored(spec)
+    return run_dir
