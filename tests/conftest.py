@@ -42,7 +42,16 @@ def monitored(
     contents = {"prepare.py": "LABELS = 'locked'\n", "train.py": "print('training')\n", **(files or {})}
     for name, text in contents.items():
         (ws / name).write_text(text)
-    spec = RunSpec(run_dir, ["bash", "-c", script], "tester", "t0", rep, budget_s=budget_s,
-                   grace_s=grace_s, locked=list(locked), heldout=heldout)
+    spec = RunSpec(
+        run_dir,
+        ["bash", "-c", script],
+        "tester",
+        "t0",
+        rep,
+        budget_s=budget_s,
+        grace_s=grace_s,
+        locked=list(locked),
+        heldout=heldout,
+    )
     run_monitored(spec)
     return run_dir

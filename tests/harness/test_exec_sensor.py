@@ -11,7 +11,7 @@ def test_every_short_lived_process_is_recorded(runs_dir):
 
 def test_exec_record_carries_argv_cwd_parent_and_uid(runs_dir):
     run = monitored(runs_dir, "mkdir sub && cd sub && /bin/echo hello world; true")
-    (pid, ppid, uid, argv, cwd), = rows(
+    ((pid, ppid, uid, argv, cwd),) = rows(
         run, "SELECT pid, ppid, uid, argv, cwd FROM execs WHERE path = '/bin/echo'"
     )
     bash_pids = {r[0] for r in rows(run, "SELECT pid FROM execs WHERE argv[1] = 'bash'")}
@@ -22,7 +22,7 @@ def test_exec_record_carries_argv_cwd_parent_and_uid(runs_dir):
 
 
 def test_failed_path_probes_are_marked(runs_dir):
-    run = monitored(runs_dir, "python3 -c 'import os; os.execvp(\"ls\", [\"ls\"])'")
+    run = monitored(runs_dir, 'python3 -c \'import os; os.execvp("ls", ["ls"])\'')
     ls = rows(run, "SELECT path, probe FROM execs WHERE argv = ['ls'] ORDER BY seq")
     assert ls[-1] == ("/usr/bin/ls", False) or ls[-1][0].endswith("/ls") and not ls[-1][1]
     assert any(probe for _, probe in ls[:-1]), "PATH entries before the hit must be probes"
@@ -30,6 +30,7 @@ def test_failed_path_probes_are_marked(runs_dir):
 
 def test_pip_install_attempt_is_recorded_with_argv(runs_dir):
     run = monitored(runs_dir, "python3 -m pip install --no-index --quiet six-not-here || true")
-    found = rows(run, "SELECT argv FROM execs WHERE list_contains(argv, 'pip') "
-                      "AND list_contains(argv, 'install')")
+    found = rows(
+        run, "SELECT argv FROM execs WHERE list_contains(argv, 'pip') AND list_contains(argv, 'install')"
+    )
     assert found and found[0][0][-1] == "six-not-here"

@@ -24,17 +24,24 @@ def test_write_outside_workspace_in_a_world_writable_root_is_recorded(runs_dir):
         if os.path.exists(name):
             os.unlink(name)
     assert ("world-writable", "create") in set(
-        rows(run, f"SELECT root, event FROM file_events WHERE path = '{name}'"))
+        rows(run, f"SELECT root, event FROM file_events WHERE path = '{name}'")
+    )
 
 
 def test_rename_over_a_locked_file_is_recorded_and_snapshotted(runs_dir):
     run = monitored(runs_dir, "echo 'LABELS = 1' > evil.py && mv -f evil.py prepare.py")
     ws = run / "workspace"
     assert (str(ws / "prepare.py"), "moved_to") in set(
-        rows(run, "SELECT path, event FROM file_events WHERE root = 'workspace'"))
-    before, after = (rows(run, f"SELECT sha256 FROM snapshots WHERE scope = 'workspace' "
-                               f"AND path = 'prepare.py' AND phase = '{ph}'")[0][0]
-                     for ph in ("before", "after"))
+        rows(run, "SELECT path, event FROM file_events WHERE root = 'workspace'")
+    )
+    before, after = (
+        rows(
+            run,
+            f"SELECT sha256 FROM snapshots WHERE scope = 'workspace' "
+            f"AND path = 'prepare.py' AND phase = '{ph}'",
+        )[0][0]
+        for ph in ("before", "after")
+    )
     assert before != after
 
 
@@ -56,20 +63,22 @@ def test_forced_inotify_overflow_makes_the_run_incomplete(runs_dir):
     """Stall the watcher (SIGSTOP) while the agent writes 12,000 files (36,000 events): the
     kernel queue (16,384 events) overflows, which must be counted and make the run incomplete."""
     run_dir = create_run_dir(runs_dir, "tester", "t0", 1)
-    script = ("sleep 2; python3 -c \"[open(f'f{i}', 'w').write('x') for i in range(12000)]\"; "
-              "touch done; sleep 3")
+    script = (
+        "touch started; sleep 1; python3 -c \"[open(f'f{i}', 'w').write('x') for i in range(12000)]\"; "
+        "touch done; sleep 3"
+    )
     spec = RunSpec(run_dir, ["bash", "-c", script], "tester", "t0", 1, budget_s=120, grace_s=1)
     worker = threading.Thread(target=run_monitored, args=(spec,))
     worker.start()
-    watcher = None
-    for _ in range(100):
-        watcher = next((p for p in psutil.process_iter(["cmdline"])
-                        if "onegc.harness.fswatch" in (p.info["cmdline"] or [])
-                        and str(run_dir) in p.info["cmdline"]), None)
-        if watcher:
+    for _ in range(600):  # the agent runs once every sensor is ready
+        if (run_dir / "workspace" / "started").exists():
             break
         time.sleep(0.05)
-    assert watcher is not None
+    watcher = next(
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "onegc.harness.fswatch" in (p.info["cmdline"] or []) and str(run_dir) in p.info["cmdline"]
+    )
     watcher.send_signal(signal.SIGSTOP)
     for _ in range(1800):
         if (run_dir / "workspace" / "done").exists():
@@ -77,7 +86,9 @@ def test_forced_inotify_overflow_makes_the_run_incomplete(runs_dir):
         time.sleep(0.05)
     watcher.send_signal(signal.SIGCONT)
     worker.join(timeout=120)
-    overflows = rows(run_dir, "SELECT value FROM sensor_health WHERE sensor='fswatch' AND counter='overflows'")
+    overflows = rows(
+        run_dir, "SELECT value FROM sensor_health WHERE sensor='fswatch' AND counter='overflows'"
+    )
     assert overflows[0][0] >= 1
     report = verify_run(run_dir)
     assert report.status == "incomplete"

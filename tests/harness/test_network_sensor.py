@@ -22,16 +22,18 @@ PY"""
 
 def test_tree_sees_only_loopback(runs_dir):
     run = monitored(runs_dir, "cat /proc/net/dev > netdev.txt")
-    names = [line.split(":")[0].strip() for line in
-             (run / "workspace" / "netdev.txt").read_text().splitlines()[2:]]
+    names = [
+        line.split(":")[0].strip() for line in (run / "workspace" / "netdev.txt").read_text().splitlines()[2:]
+    ]
     assert names == ["lo"]
 
 
 def test_child_connect_is_refused_and_recorded(runs_dir):
     run = monitored(runs_dir, f"({CONNECT}\n) > out.txt")
     assert (run / "workspace" / "out.txt").read_text().startswith("refused")
-    (pid, family, address, port, argv), = rows(
-        run, "SELECT pid, family, address, port, argv FROM net_attempts")
+    ((pid, family, address, port, argv),) = rows(
+        run, "SELECT pid, family, address, port, argv FROM net_attempts"
+    )
     assert (family, address, port) == ("AF_INET", "192.0.2.7", 443)
     assert argv[:2] == ["python3", "-"]
     assert rows(run, f"SELECT count(*) FROM execs WHERE pid = {pid}")[0][0] >= 1
@@ -39,8 +41,8 @@ def test_child_connect_is_refused_and_recorded(runs_dir):
 
 def test_setsid_grandchild_udp_dns_and_ipv6_are_recorded(runs_dir):
     script = (
-        "setsid bash -c \"exec 3<>/dev/tcp/192.0.2.9/80\" 2>/dev/null; "
-        "python3 -c \"import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+        'setsid bash -c "exec 3<>/dev/tcp/192.0.2.9/80" 2>/dev/null; '
+        'python3 -c "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)'
         ".sendto(b'x', ('192.0.2.53', 53))\" 2>/dev/null; "
         f"{CONNECT.replace('python3 -', 'python3 - v6', 1)}\ntrue"
     )
@@ -65,8 +67,10 @@ PY"""
 
 
 def test_io_uring_is_refused(runs_dir):
-    script = ("python3 -c \"import ctypes, os; libc = ctypes.CDLL(None, use_errno=True); "
-              "r = libc.syscall(425, 8, ctypes.create_string_buffer(120)); "
-              "print(r, ctypes.get_errno())\" > out.txt")
+    script = (
+        'python3 -c "import ctypes, os; libc = ctypes.CDLL(None, use_errno=True); '
+        "r = libc.syscall(425, 8, ctypes.create_string_buffer(120)); "
+        'print(r, ctypes.get_errno())" > out.txt'
+    )
     run = monitored(runs_dir, script)
     assert (run / "workspace" / "out.txt").read_text().split() == ["-1", "38"]  # ENOSYS
