@@ -38,7 +38,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,11 +48,13 @@ import numpy as np
 import torch
 
 try:
-    from taskkit import EvalFailure, fetch, predict_isolated, report, sha256_file
+    from taskkit import EvalFailure, fetch, sha256_file
+    from taskkit import official_eval as _kit_official_eval
     from taskkit import save_checkpoint as _kit_save_checkpoint
 except ImportError:  # run from the source tree (tasks/t4_molhiv_gnn/), taskkit is in ../_kit
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_kit"))
-    from taskkit import EvalFailure, fetch, predict_isolated, report, sha256_file
+    from taskkit import EvalFailure, fetch, sha256_file
+    from taskkit import official_eval as _kit_official_eval
     from taskkit import save_checkpoint as _kit_save_checkpoint
 
 # ---------------------------------------------------------------------------------------------
@@ -509,23 +510,26 @@ def eval_rocauc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return sum(scores) / len(scores)
 
 
-def official_eval(ckpt: Path, data_dir: Path, script_dir: Path, as_json: bool) -> int:
-    """Score ckpt on the scaffold test split; the labels never leave this (trusted) process."""
-    heldout = data_dir.resolve() / "heldout"
-    start = time.time()
+def official_eval(ckpt: Path, data_dir: Path, script_dir: Path, as_json: bool) -> None:
+    """Score ckpt on the scaffold test split; the labels never leave this (trusted) process.
+
+    The model child sees a copy of test_inputs.npz only; DIR (sources, labels) and the
+    workspace are hidden from it. Malformed predictions are a classified predict_error.
+    """
+    data_dir = data_dir.resolve()
+    heldout = data_dir / "heldout"
     labels = np.load(heldout / "test_labels.npy")
-    try:
-        preds = predict_isolated(ckpt, script_dir, heldout / "test_inputs.npz",
-                                 predict="predict_graphs", timeout_s=EVAL_TIMEOUT_S,
-                                 memory_mb=EVAL_MEMORY_MB)
-        value = eval_rocauc(labels, preds)
-    except EvalFailure as exc:
-        return report({}, as_json=as_json, extra={"error": exc.kind, "detail": exc.detail})
-    except ValueError as exc:
-        return report({}, as_json=as_json, extra={"error": "predict_error", "detail": str(exc)})
-    return report({METRIC: value}, as_json=as_json, extra={
-        "task": TASK_ID, "split": "test", "checkpoint": str(ckpt), "n": int(len(labels)),
-        "eval_seconds": round(time.time() - start, 3)})
+
+    def score(pred: np.ndarray) -> float:
+        try:
+            return eval_rocauc(labels, pred)
+        except (ValueError, RuntimeError) as exc:
+            raise EvalFailure("predict_error", str(exc)) from exc
+
+    _kit_official_eval(task=TASK_ID, metric=METRIC, split="test", ckpt=ckpt,
+                       script_dir=script_dir, inputs_npz=heldout / "test_inputs.npz",
+                       predict="predict_graphs", score=score, as_json=as_json,
+                       timeout_s=EVAL_TIMEOUT_S, memory_mb=EVAL_MEMORY_MB, hide=[data_dir])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -540,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval is not None:
         if args.script_dir is None:
             parser.error("--eval needs --script-dir")
-        return official_eval(args.eval, args.data_dir, args.script_dir, args.json)
+        official_eval(args.eval, args.data_dir, args.script_dir, args.json)
+        return 0
     prepare(args.data_dir, args.synthetic, args.source_dir)
     return 0
 

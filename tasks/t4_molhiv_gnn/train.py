@@ -19,8 +19,6 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
-
 from prepare import (
     ATOM_FEATURE_DIMS,
     BOND_FEATURE_DIMS,
@@ -31,6 +29,7 @@ from prepare import (
     load_graphs,
     save_checkpoint,
 )
+from torch import nn
 
 SMOKE = os.environ.get("ONEGC_SMOKE") == "1"
 TRAIN_SECONDS = float(os.environ.get("ONEGC_TIME_BUDGET_S", TIME_BUDGET))

@@ -13,9 +13,8 @@ import os
 import time
 
 import torch
-from torch import nn
-
 from prepare import TIME_BUDGET, evaluate_accuracy, load_split, save_checkpoint
+from torch import nn
 
 SMOKE = os.environ.get("ONEGC_SMOKE") == "1"
 TRAIN_SECONDS = float(os.environ.get("ONEGC_TIME_BUDGET_S", TIME_BUDGET))
