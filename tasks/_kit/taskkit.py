@@ -143,6 +143,52 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
+def save_array(path: Path, arr: np.ndarray, *, private: bool = False) -> None:
+    """Atomic ``np.save``; ``private`` files (labels, held-out data) are owner-only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp, arr, allow_pickle=False)
+    os.chmod(tmp, 0o600 if private else 0o644)
+    os.replace(tmp, path)
+
+
+def private_dir(path: Path) -> Path:
+    """Create a folder only its owner (root, on the evaluation machine) can enter."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+MANIFEST = "prepared.json"
+
+
+def write_manifest(data_dir: Path, task: str, synthetic: bool) -> dict[str, Any]:
+    """Hash every prepared file into DIR/prepared.json, the registry's tamper check."""
+    files = {
+        p.relative_to(data_dir).as_posix(): sha256_file(p)
+        for p in sorted(data_dir.rglob("*"))
+        if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
+    }
+    manifest = {"task": task, "synthetic": synthetic, "files": files}
+    write_atomic(data_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def manifest_valid(data_dir: Path, task: str, synthetic: bool) -> bool:
+    """True when DIR was fully prepared for this task and mode and nothing changed since."""
+    try:
+        manifest = json.loads((data_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    if manifest.get("task") != task or manifest.get("synthetic") != synthetic:
+        return False
+    files = manifest.get("files", {})
+    return bool(files) and all(
+        (data_dir / rel).is_file() and sha256_file(data_dir / rel) == digest
+        for rel, digest in files.items()
+    )
+
+
 # ---------------------------------------------------------------------------
 # Checkpoints (output contract, paper Rule 7)
 # ---------------------------------------------------------------------------
