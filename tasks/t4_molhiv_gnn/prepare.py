@@ -86,7 +86,7 @@ EVAL_TIMEOUT_S = 600
 EVAL_MEMORY_MB = 32_768
 
 HERE = Path(__file__).resolve().parent
-DATA_DIR = HERE / "data"  # the workspace copy of DIR/agent
+DATA_DIR = Path(os.environ.get("ONEGC_DATA_DIR") or HERE / "data")  # workspace copy of agent/
 CHECKPOINT_DIR = HERE / "checkpoints"
 
 # ---------------------------------------------------------------------------------------------
@@ -159,8 +159,8 @@ def write_synthetic_source(dest: Path, seed: int = 0) -> None:
         if labels[g]:
             feat[rng.integers(0, n), 0] = 15  # a sulphur marks the actives
         pairs = [(int(rng.integers(0, v)), v) for v in range(1, n)]  # spanning tree
-        if n >= 5:
-            pairs.append((0, n - 1))  # a ring closure
+        if n >= 5:  # a ring closure, never a bond the tree already has
+            pairs.append((0, n - 1) if (0, n - 1) not in pairs else (1, n - 1))
         e = np.array(pairs, np.int64).reshape(-1, 2)
         efeat = np.stack([rng.integers(0, d, len(e)) for d in BOND_FEATURE_DIMS], axis=1)
         nodes.append(n)

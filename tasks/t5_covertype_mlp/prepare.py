@@ -81,7 +81,7 @@ EVAL_TIMEOUT_S = 600
 EVAL_MEMORY_MB = 32_768
 
 HERE = Path(__file__).resolve().parent
-DATA_DIR = HERE / "data"  # the workspace copy of DIR/agent
+DATA_DIR = Path(os.environ.get("ONEGC_DATA_DIR") or HERE / "data")  # workspace copy of agent/
 CHECKPOINT_DIR = HERE / "checkpoints"
 
 # ---------------------------------------------------------------------------------------------
