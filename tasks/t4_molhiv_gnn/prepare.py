@@ -48,12 +48,12 @@ import numpy as np
 import torch
 
 try:
-    from taskkit import EvalFailure, fetch, sha256_file
+    from taskkit import EvalFailure, fetch, manifest_valid, save_array, write_manifest
     from taskkit import official_eval as _kit_official_eval
     from taskkit import save_checkpoint as _kit_save_checkpoint
 except ImportError:  # run from the source tree (tasks/t4_molhiv_gnn/), taskkit is in ../_kit
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_kit"))
-    from taskkit import EvalFailure, fetch, sha256_file
+    from taskkit import EvalFailure, fetch, manifest_valid, save_array, write_manifest
     from taskkit import official_eval as _kit_official_eval
     from taskkit import save_checkpoint as _kit_save_checkpoint
 
@@ -118,15 +118,6 @@ def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     os.close(fd)
     np.savez(tmp, **arrays)
     os.chmod(tmp, 0o644)  # mkstemp makes 0600; agent files must stay readable by the agent
-    os.replace(tmp, path)
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp.npy")
-    os.close(fd)
-    np.save(tmp, array)
-    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -281,24 +272,14 @@ def select_graphs(raw: Mapping[str, np.ndarray], idx: np.ndarray) -> dict[str, n
     }
 
 
-def _file_table(data_dir: Path) -> dict[str, str]:
-    files = [data_dir / "source" / SOURCE_FILE]
-    for sub in ("agent", "heldout"):
-        files += sorted(p for p in (data_dir / sub).rglob("*") if p.is_file())
-    return {p.relative_to(data_dir).as_posix(): sha256_file(p) for p in files}
-
-
 def _already_prepared(data_dir: Path, synthetic: bool) -> bool:
+    """True when DIR holds this exact preparation; refuse to mix real and synthetic data."""
     manifest = data_dir / "prepared.json"
-    if not manifest.exists():
-        return False
-    meta = json.loads(manifest.read_text())
-    if meta.get("synthetic") != synthetic:
-        kind = "synthetic" if meta.get("synthetic") else "real"
+    if manifest.exists() and json.loads(manifest.read_text()).get("synthetic") != synthetic:
+        kind = "real" if synthetic else "synthetic"
         raise SystemExit(f"error: {data_dir} already holds {kind} {TASK_ID} data; "
                          "use another --data-dir")
-    return all((data_dir / rel).is_file() and sha256_file(data_dir / rel) == digest
-               for rel, digest in meta.get("files", {}).items())
+    return manifest_valid(data_dir, TASK_ID, synthetic)
 
 
 def prepare(data_dir: Path, synthetic: bool, source_dir: Path | None) -> dict:
@@ -308,6 +289,8 @@ def prepare(data_dir: Path, synthetic: bool, source_dir: Path | None) -> dict:
         print(f"{TASK_ID}: {data_dir} already prepared (hashes verified)")
         return json.loads((data_dir / "prepared.json").read_text())
     archive = data_dir / "source" / SOURCE_FILE
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    _restrict(archive.parent)  # the source holds the test labels too
     if synthetic:
         write_synthetic_source(archive)
     else:
@@ -333,15 +316,14 @@ def prepare(data_dir: Path, synthetic: bool, source_dir: Path | None) -> dict:
         _atomic_save_npz(agent / f"{k}.npz", **select_graphs(raw, split[k]),
                          y=raw["label"][split[k]])
     heldout = data_dir / "heldout"
+    heldout.mkdir(parents=True, exist_ok=True)
+    _restrict(heldout)  # before anything lands in it
     _atomic_save_npz(heldout / "test_inputs.npz", **select_graphs(raw, split["test"]))
-    _atomic_save_npy(heldout / "test_labels.npy", raw["label"][split["test"]])
-    _atomic_save_npy(heldout / "test_index.npy", split["test"])
+    save_array(heldout / "test_labels.npy", raw["label"][split["test"]], private=True)
+    save_array(heldout / "test_index.npy", split["test"], private=True)
     _restrict(heldout)
 
-    meta = {"task": TASK_ID, "synthetic": synthetic, "files": _file_table(data_dir)}
-    tmp = data_dir / "prepared.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, data_dir / "prepared.json")
+    meta = write_manifest(data_dir, TASK_ID, synthetic)
     print(f"{TASK_ID}: prepared {sizes['train']} / {sizes['valid']} / {sizes['test']} graphs "
           f"({'synthetic' if synthetic else 'real'}) in {data_dir}")
     return meta
