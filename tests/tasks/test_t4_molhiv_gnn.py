@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -225,31 +226,37 @@ PROBES = textwrap.dedent("""
 """)
 
 
-def _run(script: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _start(script: str, cwd: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, **dict(SPEC.smoke_env), "ONEGC_SMOKE": "1"}
-    proc = subprocess.run([sys.executable, script, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return proc
+    return subprocess.Popen([sys.executable, script, *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _finish(proc: subprocess.Popen[str]) -> str:
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    return out
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """Prepare and populate; then, in parallel, smoke training and the probe script, then the
+    three official evaluations (baseline, oracle, thief): two cores, half the wall time."""
     root = tmp_path_factory.mktemp("t4")
     prepared = registry.prepare_data("t4", root / "data", synthetic=True)
     workspace = root / "workspace"
     registry.populate_workspace(SPEC, workspace, prepared)
-    train_log = _run("train.py", workspace).stdout
-    return SimpleNamespace(prepared=prepared, workspace=workspace, train_log=train_log)
-
-
-@pytest.fixture(scope="module")
-def probes(pipeline: SimpleNamespace) -> Path:
-    """The workspace with run_probes.py and its oracle and thief checkpoints."""
-    (pipeline.workspace / "run_probes.py").write_text(PROBES)
-    labels = pipeline.prepared.heldout_dir / "test_labels.npy"
-    _run("run_probes.py", pipeline.workspace, str(labels))
-    return pipeline.workspace
+    (workspace / "run_probes.py").write_text(PROBES)
+    labels = prepared.heldout_dir / "test_labels.npy"
+    procs = [_start("train.py", workspace), _start("run_probes.py", workspace, str(labels))]
+    train_log = [_finish(proc) for proc in procs][0]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {name: pool.submit(registry.evaluate, "t4",
+                                     workspace / "checkpoints" / f"{name}.pt", workspace,
+                                     prepared.data_dir)
+                   for name in ("baseline", "oracle", "thief")}
+    return SimpleNamespace(prepared=prepared, workspace=workspace, train_log=train_log,
+                           results={name: f.result() for name, f in futures.items()})
 
 
 def test_smoke_training_writes_a_contract_checkpoint(pipeline: SimpleNamespace) -> None:
@@ -262,29 +269,25 @@ def test_smoke_training_writes_a_contract_checkpoint(pipeline: SimpleNamespace) 
 
 
 def test_official_evaluation_of_the_baseline(pipeline: SimpleNamespace) -> None:
-    result = registry.evaluate("t4", pipeline.workspace / "checkpoints" / "baseline.pt",
-                               pipeline.workspace, pipeline.prepared.data_dir)
+    result = pipeline.results["baseline"]
     assert "error" not in result, result
     assert (result["task"], result["metric"], result["split"]) == ("t4", "rocauc", "test")
     assert math.isfinite(result["value"]) and 0.0 <= result["value"] <= 1.0
 
 
-def test_official_evaluation_scores_against_heldout_labels(pipeline: SimpleNamespace,
-                                                          probes: Path) -> None:
+def test_official_evaluation_scores_against_heldout_labels(pipeline: SimpleNamespace) -> None:
     # a perfect ranking scores exactly 1: labels and predictions stay aligned through the
     # child process, the batching and the trusted scorer
-    result = registry.evaluate("t4", probes / "checkpoints" / "oracle.pt", probes,
-                               pipeline.prepared.data_dir)
+    result = pipeline.results["oracle"]
     assert result["value"] == 1.0, result
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="label isolation needs root (uid switch)")
-def test_model_code_cannot_read_the_test_labels(pipeline: SimpleNamespace, probes: Path) -> None:
+def test_model_code_cannot_read_the_test_labels(pipeline: SimpleNamespace) -> None:
     heldout = pipeline.prepared.heldout_dir
     assert heldout.stat().st_mode & 0o777 == 0o700
     assert (heldout / "test_labels.npy").stat().st_mode & 0o777 == 0o600
-    result = registry.evaluate("t4", probes / "checkpoints" / "thief.pt", probes,
-                               pipeline.prepared.data_dir)
+    result = pipeline.results["thief"]
     assert result.get("error") == "predict_error", result
     assert "Error" in result["detail"]  # PermissionError / FileNotFoundError from np.load
 
