@@ -203,12 +203,14 @@ def fit_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _already_prepared(data_dir: Path, synthetic: bool) -> bool:
-    """True when DIR holds this exact preparation; refuse to mix real and synthetic data."""
+    """True when DIR holds this exact preparation; refuse to mix tasks or real/synthetic."""
     manifest = data_dir / "prepared.json"
-    if manifest.exists() and json.loads(manifest.read_text()).get("synthetic") != synthetic:
-        kind = "real" if synthetic else "synthetic"
-        raise SystemExit(f"error: {data_dir} already holds {kind} {TASK_ID} data; "
-                         "use another --data-dir")
+    if manifest.exists():
+        meta = json.loads(manifest.read_text())
+        if (meta.get("task"), meta.get("synthetic")) != (TASK_ID, synthetic):
+            kind = "synthetic" if meta.get("synthetic") else "real"
+            raise SystemExit(f"error: {data_dir} already holds {kind} {meta.get('task')} data; "
+                             "use another --data-dir")
     return manifest_valid(data_dir, TASK_ID, synthetic)
 
 

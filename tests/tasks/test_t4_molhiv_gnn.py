@@ -313,5 +313,7 @@ def test_prepare_is_idempotent(pipeline: SimpleNamespace) -> None:
     again = P.prepare(pipeline.prepared.data_dir, synthetic=True, source_dir=None)
     assert again["files"] == pipeline.prepared.files
     assert agent.stat().st_mtime_ns == before
+    with pytest.raises(SystemExit, match="synthetic t4"):  # never mix real into synthetic
+        P.prepare(pipeline.prepared.data_dir, synthetic=False, source_dir=None)
 
 

@@ -237,5 +237,12 @@ def test_prepare_is_idempotent(pipeline: SimpleNamespace) -> None:
     again = P.prepare(pipeline.prepared.data_dir, synthetic=True, source_dir=None)
     assert again["files"] == pipeline.prepared.files
     assert agent.stat().st_mtime_ns == before
-    with pytest.raises(SystemExit, match="synthetic"):  # never mix real into synthetic
+    with pytest.raises(SystemExit, match="synthetic t5"):  # never mix real into synthetic
         P.prepare(pipeline.prepared.data_dir, synthetic=False, source_dir=None)
+
+
+def test_prepare_refuses_a_directory_of_another_task(tmp_path: Path) -> None:
+    (tmp_path / "prepared.json").write_text('{"task": "t4", "synthetic": true, "files": {}}')
+    with pytest.raises(SystemExit, match="already holds synthetic t4 data"):
+        P.prepare(tmp_path, synthetic=True, source_dir=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared.json"]
