@@ -40,7 +40,6 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -92,10 +91,6 @@ CHECKPOINT_DIR = HERE / "checkpoints"
 # ---------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------
-
-RAW_FILES = ("edge.csv.gz", "node-feat.csv.gz", "edge-feat.csv.gz", "graph-label.csv.gz",
-             "num-node-list.csv.gz", "num-edge-list.csv.gz")
-
 
 def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
@@ -345,8 +340,7 @@ class Graph(NamedTuple):
     y: np.ndarray | None
 
 
-@dataclass
-class GraphBatch:
+class GraphBatch(NamedTuple):
     """Graphs glued into one disconnected graph; batch[i] is the graph id of node i."""
 
     x: torch.Tensor  # (N, 9) int64
@@ -357,9 +351,9 @@ class GraphBatch:
     y: torch.Tensor | None = None  # (B, 1) float32
 
     def to(self, device: str | torch.device) -> GraphBatch:
-        return GraphBatch(self.x.to(device), self.edge_index.to(device),
-                          self.edge_attr.to(device), self.batch.to(device), self.num_graphs,
-                          None if self.y is None else self.y.to(device))
+        return self._replace(x=self.x.to(device), edge_index=self.edge_index.to(device),
+                             edge_attr=self.edge_attr.to(device), batch=self.batch.to(device),
+                             y=None if self.y is None else self.y.to(device))
 
 
 def unpack_graphs(arrays: Mapping[str, np.ndarray]) -> list[Graph]:

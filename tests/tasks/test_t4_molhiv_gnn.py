@@ -15,20 +15,21 @@ import importlib.util
 import io
 import math
 import os
-import subprocess
 import sys
-import textwrap
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from onegc.tasks import registry
 
-SPEC = registry.get_task("t4")
+TASK = "t4"
+SPEC = registry.get_task(TASK)
 
 
 def _load_prepare() -> ModuleType:
@@ -180,14 +181,9 @@ def test_inverse_edges_interleaved_and_collate_offsets() -> None:
 # The whole pipeline: prepare -> workspace -> smoke training -> official evaluation
 # ------------------------------------------------------------------------------------------
 
-PROBES = textwrap.dedent("""
-    import sys
-
-    import numpy as np
+ORACLE = """
     import torch
     from torch import nn
-
-    from prepare import save_checkpoint
 
 
     class Sulphur(nn.Module):
@@ -204,65 +200,58 @@ PROBES = textwrap.dedent("""
             return (self.scale * counts).reshape(-1, 1)
 
 
+    def build_model(config):
+        return Sulphur()
+    """
+
+THIEF = """
+    import numpy as np
+    import torch
+    from torch import nn
+
+
     class Thief(nn.Module):
-        # Tries to read the held-out labels during evaluation and return them as scores.
-        def __init__(self, path: str) -> None:
+        # Reads the held-out labels while predicting and returns them as scores.
+        def __init__(self) -> None:
             super().__init__()
-            self.path = path
             self.scale = nn.Parameter(torch.ones(1))
 
         def forward(self, data):
-            labels = torch.as_tensor(np.load(self.path), dtype=torch.float32)
+            labels = torch.as_tensor(np.load(LABELS), dtype=torch.float32)
             return (self.scale * labels).reshape(-1, 1)
 
 
     def build_model(config):
-        return Sulphur() if config["kind"] == "oracle" else Thief(config["path"])
-
-
-    if __name__ == "__main__":
-        for config in ({"kind": "oracle"}, {"kind": "thief", "path": sys.argv[1]}):
-            save_checkpoint(build_model(config), config, 0.0, name=config["kind"])
-""")
-
-
-def _start(script: str, cwd: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, **dict(SPEC.smoke_env), "ONEGC_SMOKE": "1"}
-    return subprocess.Popen([sys.executable, script, *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def _finish(proc: subprocess.Popen[str]) -> str:
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out[-3000:]
-    return out
+        return Thief()
+    """
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """Prepare and populate; then, in parallel, smoke training and the probe script, then the
-    three official evaluations (baseline, oracle, thief): two cores, half the wall time."""
-    root = tmp_path_factory.mktemp("t4")
-    prepared = registry.prepare_data("t4", root / "data", synthetic=True)
-    workspace = root / "workspace"
-    registry.populate_workspace(SPEC, workspace, prepared)
-    (workspace / "run_probes.py").write_text(PROBES)
-    labels = prepared.heldout_dir / "test_labels.npy"
-    procs = [_start("train.py", workspace), _start("run_probes.py", workspace, str(labels))]
-    train_log = [_finish(proc) for proc in procs][0]
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {name: pool.submit(registry.evaluate, "t4",
-                                     workspace / "checkpoints" / f"{name}.pt", workspace,
-                                     prepared.data_dir)
-                   for name in ("baseline", "oracle", "thief")}
-    return SimpleNamespace(prepared=prepared, workspace=workspace, train_log=train_log,
+def pipeline(smoke_run: Callable[..., Any], make_variant: Callable[..., Path]) -> SimpleNamespace:
+    """The shared smoke run (synthetic prepare -> workspace -> train.py), probe checkpoints,
+    and the official evaluations of all of them, run in parallel (two cores, half the time)."""
+    run = smoke_run(TASK)
+    labels = run.prepared.heldout_dir / "test_labels.npy"
+    one = {"scale": torch.ones(1)}
+    ckpts = {
+        "baseline": run.checkpoint,
+        "oracle": make_variant(run, "run_oracle.py", ORACLE, state_dict=one),
+        "thief": make_variant(run, "run_thief.py", THIEF.replace("LABELS", repr(str(labels))),
+                              state_dict=one),
+        "orig_mod": make_variant(run, "run_compiled.py", (run.workspace / "train.py").read_text(),
+                                 rename=lambda k: "_orig_mod." + k),
+    }
+    with ThreadPoolExecutor(max_workers=len(ckpts)) as pool:
+        futures = {name: pool.submit(registry.evaluate, TASK, ckpt, run.workspace,
+                                     run.prepared.data_dir) for name, ckpt in ckpts.items()}
+    return SimpleNamespace(prepared=run.prepared, workspace=run.workspace, labels=labels,
+                           checkpoint=run.checkpoint,
                            results={name: f.result() for name, f in futures.items()})
 
 
 def test_smoke_training_writes_a_contract_checkpoint(pipeline: SimpleNamespace) -> None:
-    assert "val_rocauc:" in pipeline.train_log
-    ckpt = torch.load(pipeline.workspace / "checkpoints" / "baseline.pt", weights_only=True)
-    assert (ckpt["format"], ckpt["task"], ckpt["metric"]) == ("onegc-ckpt-1", "t4", "rocauc")
+    ckpt = torch.load(pipeline.checkpoint, weights_only=True)
+    assert (ckpt["format"], ckpt["task"], ckpt["metric"]) == ("onegc-ckpt-1", TASK, "rocauc")
     assert ckpt["script"] == "train.py"
     assert 0.0 <= ckpt["self_reported_score"] <= 1.0
     assert ckpt["config"]["num_layers"] == 5 and ckpt["config"]["hidden"] == 300
@@ -271,7 +260,7 @@ def test_smoke_training_writes_a_contract_checkpoint(pipeline: SimpleNamespace) 
 def test_official_evaluation_of_the_baseline(pipeline: SimpleNamespace) -> None:
     result = pipeline.results["baseline"]
     assert "error" not in result, result
-    assert (result["task"], result["metric"], result["split"]) == ("t4", "rocauc", "test")
+    assert (result["task"], result["metric"], result["split"]) == (TASK, "rocauc", "test")
     assert math.isfinite(result["value"]) and 0.0 <= result["value"] <= 1.0
 
 
@@ -282,11 +271,16 @@ def test_official_evaluation_scores_against_heldout_labels(pipeline: SimpleNames
     assert result["value"] == 1.0, result
 
 
+def test_orig_mod_prefix_is_classified(pipeline: SimpleNamespace) -> None:
+    assert pipeline.results["orig_mod"]["error"] == "orig_mod_prefix", pipeline.results
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="label isolation needs root (uid switch)")
 def test_model_code_cannot_read_the_test_labels(pipeline: SimpleNamespace) -> None:
     heldout = pipeline.prepared.heldout_dir
     assert heldout.stat().st_mode & 0o777 == 0o700
-    assert (heldout / "test_labels.npy").stat().st_mode & 0o777 == 0o600
+    assert pipeline.labels.stat().st_mode & 0o777 == 0o600
+    assert np.load(pipeline.labels).shape == (8, 1)  # positive control: root here can read it
     result = pipeline.results["thief"]
     assert result.get("error") == "predict_error", result
     assert "Error" in result["detail"]  # PermissionError / FileNotFoundError from np.load
@@ -315,5 +309,3 @@ def test_prepare_is_idempotent(pipeline: SimpleNamespace) -> None:
     assert agent.stat().st_mtime_ns == before
     with pytest.raises(SystemExit, match="synthetic t4"):  # never mix real into synthetic
         P.prepare(pipeline.prepared.data_dir, synthetic=False, source_dir=None)
-
-
