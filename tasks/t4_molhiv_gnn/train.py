@@ -122,6 +122,8 @@ def main() -> None:
         model.train()
         for i, batch in enumerate(iterate_batches(train_graphs, BATCH_SIZE, shuffle=True,
                                                   generator=rng)):
+            if time.time() - start >= TRAIN_SECONDS:  # checked per step: epochs can be long
+                break
             if MAX_STEPS_PER_EPOCH is not None and i >= MAX_STEPS_PER_EPOCH:
                 break
             if batch.num_graphs < 2:  # BatchNorm needs two rows

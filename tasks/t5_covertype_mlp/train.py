@@ -55,6 +55,8 @@ def main() -> None:
         order = torch.randperm(len(x_train), generator=generator).to(device)
         batches = order.split(BATCH_SIZE)[:MAX_STEPS_PER_EPOCH]
         for idx in batches:
+            if time.time() - start >= TRAIN_SECONDS:  # checked per step: epochs can be long
+                break
             if len(idx) < 2:  # BatchNorm needs two rows
                 continue
             loss = loss_fn(model(x_train[idx]), y_train[idx])

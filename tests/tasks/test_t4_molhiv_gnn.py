@@ -309,3 +309,46 @@ def test_prepare_is_idempotent(pipeline: SimpleNamespace) -> None:
     assert agent.stat().st_mtime_ns == before
     with pytest.raises(SystemExit, match="synthetic t4"):  # never mix real into synthetic
         P.prepare(pipeline.prepared.data_dir, synthetic=False, source_dir=None)
+
+
+def test_real_mode_rejects_a_non_canonical_archive(tmp_path: Path) -> None:
+    """--source-dir with something that is not OGB's 41,127-graph hiv.zip is refused."""
+    src = tmp_path / "src"
+    P.write_synthetic_source(src / "hiv.zip")
+    with pytest.raises(SystemExit, match="not the canonical ogbg-molhiv"):
+        P.prepare(tmp_path / "data", synthetic=False, source_dir=src)
+    assert not (tmp_path / "data" / "prepared.json").exists()
+
+
+CONSTANT = """
+    import torch
+
+
+    class Constant(torch.nn.Module):
+        def forward(self, data):
+            return torch.zeros(data.num_graphs, 1)
+
+
+    def build_model(config):
+        return Constant()
+    """
+
+
+def test_real_molhiv_anchors(tmp_path: Path, smoke_run: Callable[..., Any],
+                             make_variant: Callable[..., Path],
+                             real_data: Callable[..., Path]) -> None:
+    real_data(TASK, "hiv.zip")
+    prepared = registry.prepare_data(TASK, tmp_path / "data")
+    assert not prepared.synthetic
+    sizes = {}
+    for name in ("train", "valid"):
+        with np.load(prepared.agent_dir / f"{name}.npz") as z:
+            sizes[name] = len(z["num_nodes"])
+    labels = np.load(prepared.heldout_dir / "test_labels.npy")
+    sizes["test"] = len(labels)
+    assert sizes == {"train": 32_901, "valid": 4_113, "test": 4_113}
+    assert 0.02 < labels.mean() < 0.05  # about 3.5% actives
+    # a constant score ties every pair: exactly 0.5 through the official evaluation
+    run = smoke_run(TASK)
+    ckpt = make_variant(run, "run_constant.py", CONSTANT, state_dict={})
+    assert registry.evaluate(TASK, ckpt, run.workspace, prepared.data_dir)["value"] == 0.5

@@ -240,3 +240,44 @@ def test_prepare_refuses_a_directory_of_another_task(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="already holds synthetic t4 data"):
         P.prepare(tmp_path, synthetic=True, source_dir=None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared.json"]
+
+
+def test_real_mode_checks_the_checksum(tmp_path: Path) -> None:
+    """--source-dir with a file that is not UCI's covtype.data.gz fails its sha256."""
+    src = tmp_path / "src"
+    P.write_synthetic_source(src / "covtype.data.gz")
+    with pytest.raises(SystemExit, match="checksum mismatch"):
+        P.prepare(tmp_path / "data", synthetic=False, source_dir=src)
+    assert not (tmp_path / "data" / "prepared.json").exists()
+
+
+MAJORITY = """
+    import torch
+
+
+    class Majority(torch.nn.Module):
+        # always Cover_Type 2 (Lodgepole Pine), the largest class
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), 1), 7).float()
+
+
+    def build_model(config):
+        return Majority()
+    """
+
+
+def test_real_covertype_anchors(tmp_path: Path, smoke_run: Callable[..., Any],
+                                make_variant: Callable[..., Path],
+                                real_data: Callable[..., Path]) -> None:
+    real_data(TASK, "covtype.data.gz")
+    prepared = registry.prepare_data(TASK, tmp_path / "data")
+    assert not prepared.synthetic
+    with np.load(prepared.agent_dir / "train.npz") as tr, np.load(prepared.agent_dir /
+                                                                  "val.npz") as va:
+        sizes = (len(tr["y"]), len(va["y"]))
+    labels = np.load(prepared.heldout_dir / "test_labels.npy")
+    assert (*sizes, len(labels)) == (464_809, 58_101, 58_102)
+    run = smoke_run(TASK)
+    ckpt = make_variant(run, "run_majority.py", MAJORITY, state_dict={})
+    result = registry.evaluate(TASK, ckpt, run.workspace, prepared.data_dir)
+    assert result["value"] == pytest.approx(0.4876, abs=1e-3)  # majority-class accuracy
