@@ -241,7 +241,9 @@ def pipeline(smoke_run: Callable[..., Any], make_variant: Callable[..., Path]) -
         "orig_mod": make_variant(run, "run_compiled.py", (run.workspace / "train.py").read_text(),
                                  rename=lambda k: "_orig_mod." + k),
     }
-    with ThreadPoolExecutor(max_workers=len(ckpts)) as pool:
+    # one thread per evaluation process: four of them share two cores without oversubscribing
+    with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(len(ckpts)) as pool:
+        mp.setenv("OMP_NUM_THREADS", "1")
         futures = {name: pool.submit(registry.evaluate, TASK, ckpt, run.workspace,
                                      run.prepared.data_dir) for name, ckpt in ckpts.items()}
     return SimpleNamespace(prepared=run.prepared, workspace=run.workspace, labels=labels,
