@@ -45,6 +45,14 @@ def _load_prepare() -> ModuleType:
 P = _load_prepare()
 
 
+def test_metadata_matches_paper_table_2() -> None:
+    s = SPEC
+    assert (s.budget_s, s.metric, s.direction, s.eval_split, s.baseline_score,
+            s.reference_value) == (3600, "rocauc", "higher", "test", 0.706, 0.848)
+    assert s.has_heldout and s.locked == ("prepare.py", "taskkit.py")
+    assert (s.budget_s, s.metric, s.id) == (P.TIME_BUDGET, P.METRIC, P.TASK_ID)
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
