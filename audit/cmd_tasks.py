@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from onegc.tasks import registry
 
 app = typer.Typer(help="The seven 1GC-7RC tasks: metadata and data preparation.")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,23 @@ class HarnessError(Exception):
 
 
 @dataclass
+class BeforeSeal:
+    """What a post-agent step (parsing the agent's stream, official scoring) gets: the run,
+    its clock, and journals of its own, all sealed with the rest."""
+
+    spec: "RunSpec"
+    start_mono: float
+    deadline_mono: float
+    journals: dict[str, Journal] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+
+    def journal(self, table: str) -> Journal:
+        if table not in self.journals:
+            self.journals[table] = Journal(journal_path(self.spec.run_dir, table), table)
+        return self.journals[table]
+
+
+@dataclass
 class RunSpec:
     run_dir: Path
     argv: list[str]
@@ -47,6 +65,7 @@ class RunSpec:
     env: dict[str, str] = field(default_factory=dict)
     agent_uid: int = AGENT_UID
     sample_interval_s: float = 1.0
+    before_seal: list[Callable[[BeforeSeal], None]] = field(default_factory=list)
 
     @property
     def workspace(self) -> Path:
@@ -388,6 +407,12 @@ class Monitor:
         self._stop_sensors()
         snapshot.record(snaps, "after", scopes)
         snaps.close()
+        post = BeforeSeal(spec, start_mono, deadline)
+        for step in spec.before_seal:
+            step(post)
+        for j in post.journals.values():
+            j.close()
+        self.reasons += post.reasons
         complete = not self.reasons
         self.harness.write(
             kind="end", detail=({"reason": end_reason, "complete": complete, "reasons": self.reasons})

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from typer.testing import CliRunner
+
 from onegc.audit.cli import app
 from onegc.tasks import registry
-from typer.testing import CliRunner
 
 PAPER = {  # Table 2: budget (min), metric direction, eval split, baseline
     "t1": (40, "lower", "validation", 3.438),

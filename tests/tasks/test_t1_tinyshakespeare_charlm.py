@@ -7,6 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
+
 from onegc.tasks import registry
 
 TASK = "t1"

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from onegc.tasks import registry
 
 TASK = "t6"

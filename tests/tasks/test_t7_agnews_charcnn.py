@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from onegc.tasks import registry
 
 TASK = "t7"

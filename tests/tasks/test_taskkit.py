@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from onegc.tasks import registry
 
 sys.path.insert(0, str(registry.KIT.parent))
