@@ -367,7 +367,7 @@ def predict_batches(model: torch.nn.Module, inputs) -> np.ndarray:
     model = model.to(device).eval()
     out = np.empty(len(x), dtype=np.int64)
     for start in range(0, len(x), EVAL_BATCH):
-        batch = torch.from_numpy(np.ascontiguousarray(x[start:start + EVAL_BATCH])).to(device)
+        batch = torch.from_numpy(np.array(x[start:start + EVAL_BATCH])).to(device)
         logits = model(normalize(batch))
         if logits.ndim != 2 or logits.shape[0] != batch.shape[0]:
             raise ValueError(f"model output shape {tuple(logits.shape)} is not (batch, classes)")
