@@ -1,0 +1,235 @@
+"""Task registry: the seven 1GC-7RC task folders, their data and their official evaluation.
+
+Each folder ``tasks/tN_<what>/`` holds a ``task.toml`` (metadata), a locked ``prepare.py``,
+a baseline ``train.py`` and ``program.md``. The registry is the trusted side: it prepares data
+by running the task's own prepare.py, copies only agent-visible files into a workspace, and
+scores checkpoints with the ORIGINAL prepare.py in a fresh folder (paper Rule 8), so a
+workspace copy an agent edited can never influence its score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+TASKS_DIR = Path(__file__).resolve().parent
+KIT = TASKS_DIR / "_kit" / "taskkit.py"
+# Raw downloads (possibly GBs) are not re-hashed before each evaluation; all else is.
+_UNVERIFIED_PREFIX = "source/"
+
+
+class UnknownTask(ValueError):
+    """Raised for a task id that names no task folder."""
+
+
+class PrepareError(RuntimeError):
+    """A task's prepare.py failed; the message carries the tail of its output."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Metadata of one task, read from its ``task.toml``."""
+
+    id: str
+    slug: str
+    title: str
+    dir: Path
+    budget_s: int
+    metric: str
+    direction: str
+    eval_split: str
+    baseline_score: float
+    reference_value: float | None
+    reference_note: str
+    locked: tuple[str, ...]
+    has_heldout: bool
+    # Additions to the contract: files the real source needs (offline completeness check)
+    # and extra environment for the smoke run of train.py.
+    source_files: tuple[str, ...] = ()
+    smoke_env: tuple[tuple[str, str], ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (paths as strings, tuples as lists)."""
+        d = asdict(self)
+        d["dir"] = str(self.dir)
+        d["locked"] = list(self.locked)
+        d["source_files"] = list(self.source_files)
+        d["smoke_env"] = dict(self.smoke_env)
+        return d
+
+
+@dataclass
+class PreparedData:
+    """Where a prepared data dir keeps what; ``files`` maps relpath -> sha256."""
+
+    task_id: str
+    data_dir: Path
+    agent_dir: Path
+    heldout_dir: Path | None
+    synthetic: bool
+    files: dict[str, str]
+
+
+def _spec(folder: Path) -> TaskSpec:
+    with open(folder / "task.toml", "rb") as f:
+        t = tomllib.load(f)
+    ref = t.get("reference_value")
+    return TaskSpec(
+        id=str(t["id"]),
+        slug=folder.name,
+        title=str(t["title"]),
+        dir=folder,
+        budget_s=int(t["budget_minutes"]) * 60,
+        metric=str(t["metric"]),
+        direction=str(t["direction"]),
+        eval_split=str(t["eval_split"]),
+        baseline_score=float(t["baseline_score"]),
+        reference_value=None if ref is None else float(ref),
+        reference_note=str(t.get("reference_note", "")),
+        locked=tuple(t.get("locked", ("prepare.py", "taskkit.py"))),
+        has_heldout=bool(t.get("has_heldout", False)),
+        source_files=tuple(t.get("source_files", ())),
+        smoke_env=tuple(sorted((str(k), str(v)) for k, v in t.get("smoke_env", {}).items())),
+    )
+
+
+def list_tasks() -> list[TaskSpec]:
+    """All tasks with a task.toml, in id order (t1 ... t7)."""
+    folders = [p for p in TASKS_DIR.glob("t*_*") if (p / "task.toml").is_file()]
+    specs = [_spec(p) for p in folders]
+    return sorted(specs, key=lambda s: (len(s.id), s.id))
+
+
+def get_task(task_id: str) -> TaskSpec:
+    """Look a task up by short id (``t6``) or folder name (``t6_etth1_forecast``)."""
+    key = task_id.strip().lower()
+    specs = list_tasks()
+    for s in specs:
+        if key in (s.id.lower(), s.slug.lower()):
+            return s
+    known = ", ".join(s.id for s in specs) or "none"
+    raise UnknownTask(f"unknown task {task_id!r}; known tasks: {known}")
+
+
+def offline_source(task_id: str) -> Path | None:
+    """The offline copy of a task's real source files (``shared/data/tN``), if any.
+
+    Found via env ONEGC_SHARED_DATA, else ``<repo>/../shared/data``. Returns the folder when
+    it holds at least one file; it may be partial (T7 offers only the AG News test split).
+    """
+    spec = get_task(task_id)
+    env = os.environ.get("ONEGC_SHARED_DATA")
+    base = Path(env) if env else TASKS_DIR.parent.parent / "shared" / "data"
+    folder = base / spec.id
+    if folder.is_dir() and any(p.is_file() for p in folder.iterdir()):
+        return folder
+    return None
+
+
+def _has_full_source(spec: TaskSpec, folder: Path | None) -> bool:
+    return bool(folder and spec.source_files) and all(
+        (folder / name).is_file() for name in spec.source_files
+    )
+
+
+def prepare_data(task_id: str, data_dir: Path, synthetic: bool | None = None) -> PreparedData:
+    """Run the task's prepare.py into ``data_dir`` and describe the result.
+
+    ``synthetic=None`` uses the real data when an offline copy holds every source file the
+    task needs, else synthetic data; ``synthetic=False`` without an offline copy downloads.
+    """
+    spec = get_task(task_id)
+    src = offline_source(spec.id)
+    if synthetic is None:
+        synthetic = not _has_full_source(spec, src)
+    data_dir = Path(data_dir).resolve()
+    cmd = [sys.executable, str(spec.dir / "prepare.py"), "--data-dir", str(data_dir)]
+    if synthetic:
+        cmd.append("--synthetic")
+    elif src is not None:
+        cmd += ["--source-dir", str(src)]
+    proc = subprocess.run(cmd, cwd=spec.dir, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+        raise PrepareError(f"{spec.id} prepare.py failed: " + " | ".join(tail))
+    manifest = json.loads((data_dir / "prepared.json").read_text())
+    heldout = data_dir / "heldout"
+    return PreparedData(
+        task_id=spec.id,
+        data_dir=data_dir,
+        agent_dir=data_dir / "agent",
+        heldout_dir=heldout if spec.has_heldout else None,
+        synthetic=bool(manifest["synthetic"]),
+        files=dict(manifest["files"]),
+    )
+
+
+def populate_workspace(task: TaskSpec, workspace: Path, prepared: PreparedData) -> None:
+    """Copy what the agent may see into ``workspace`` (never the held-out or eval files)."""
+    workspace = Path(workspace)
+    workspace.mkdir(parents=True, exist_ok=True)
+    for name in ("program.md", "train.py", "prepare.py"):
+        shutil.copy2(task.dir / name, workspace / name)
+    shutil.copy2(KIT, workspace / "taskkit.py")
+    data = workspace / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    shutil.copytree(prepared.agent_dir, data)
+    (workspace / "checkpoints").mkdir(exist_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verify_eval_files(data_dir: Path) -> None:
+    """Refuse to score against evaluation files that differ from what prepare.py wrote."""
+    manifest = json.loads((data_dir / "prepared.json").read_text())
+    for rel, digest in manifest["files"].items():
+        if not rel.startswith(_UNVERIFIED_PREFIX) and _sha256(data_dir / rel) != digest:
+            raise RuntimeError(f"prepared file {rel} changed since preparation")
+
+
+def evaluate(
+    task_id: str, checkpoint: Path, script_dir: Path, data_dir: Path, *, timeout_s: float = 600
+) -> dict[str, Any]:
+    """Score ``checkpoint`` with the registry's original prepare.py; return its JSON dict.
+
+    A classified failure comes back as ``{"error": kind, "detail": ...}``; an evaluator that
+    neither scores nor classifies raises RuntimeError.
+    """
+    spec = get_task(task_id)
+    data_dir = Path(data_dir).resolve()
+    _verify_eval_files(data_dir)
+    with tempfile.TemporaryDirectory(prefix=f"onegc-{spec.id}-eval-") as tmp:
+        eval_dir = Path(tmp)
+        shutil.copy2(spec.dir / "prepare.py", eval_dir / "prepare.py")
+        shutil.copy2(KIT, eval_dir / "taskkit.py")
+        cmd = [
+            sys.executable, str(eval_dir / "prepare.py"), "--eval", str(Path(checkpoint).resolve()),
+            "--data-dir", str(data_dir), "--script-dir", str(Path(script_dir).resolve()), "--json",
+        ]  # fmt: skip
+        try:
+            proc = subprocess.run(
+                cmd, cwd=eval_dir, capture_output=True, text=True, timeout=timeout_s
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": "timeout", "detail": f"evaluation exceeded {timeout_s:g} s"}
+    for line in reversed(proc.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = (proc.stdout + proc.stderr).strip()[-1500:]
+    raise RuntimeError(f"{spec.id} evaluation failed (exit {proc.returncode}): {tail}")
