@@ -7,14 +7,17 @@ Usage:
     python prepare.py --data-dir DIR [--synthetic] [--source-dir SRC]
         Download tiny-imagenet-200.zip (or copy it from SRC / $ONEGC_SOURCE_DIR, or with
         --synthetic write a tiny archive in exactly the same layout) into DIR/source, then
-        decode it into DIR/agent (what the agent sees) and DIR/labels (validation labels for
-        the trusted evaluator). Idempotent: a second run only re-checks hashes.
+        decode it into DIR/agent (what the agent sees: train + validation arrays) and DIR/eval
+        (owner-only: the evaluation inputs and labels of the trusted scorer). Idempotent: a
+        second run only re-checks the hashes in DIR/prepared.json.
     python prepare.py --eval CKPT --data-dir DIR --script-dir WS [--json]
         Score a checkpoint: the model is rebuilt through the recorded script's
         build_model(config) in an isolated child that only ever sees the validation images.
 
 In a workspace the agent's scripts do `from prepare import load_split, normalize, ...`;
-the prepared arrays then live in ./data.
+the prepared arrays then live in ./data. Model contract: build_model(config) returns a module
+mapping normalised float32 images (B, 3, 64, 64) to logits (B, 200); class id = position of
+the wnid in sorted(wnids.txt).
 """
 
 from __future__ import annotations
@@ -26,35 +29,22 @@ import json
 import os
 import re
 import sys
-import tempfile
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 try:
-    from taskkit import (
-        EvalFailure,
-        fetch,
-        predict_isolated,
-        report,
-        sha256_file,
-    )
-    from taskkit import save_checkpoint as _kit_save_checkpoint
+    import taskkit
 except ImportError:  # run from the source folder tasks/t2_*/: the kit sits in ../_kit
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_kit"))
-    from taskkit import (
-        EvalFailure,
-        fetch,
-        predict_isolated,
-        report,
-        sha256_file,
-    )
-    from taskkit import save_checkpoint as _kit_save_checkpoint
+    import taskkit
+
+from taskkit import EvalFailure
 
 # ---------------------------------------------------------------------------------------------
 # Constants (fixed, do not modify)
@@ -82,9 +72,11 @@ EVAL_BATCH = 500
 EVAL_TIMEOUT_S = 900
 EVAL_MEMORY_MB = 16_384
 
-DATA_DIR = Path("data")  # where the prepared agent data sits inside a workspace
-AGENT_FILES = ("train_x.npy", "train_y.npy", "val_x.npy", "val_y.npy", "classes.tsv")
-LABELS_FILE = "labels/val_y.npy"  # trusted copy of the validation labels (0600 when root)
+# Where the prepared agent data sits: ./data beside this file in a workspace.
+DATA_DIR = Path(os.environ.get("ONEGC_DATA_DIR") or Path(__file__).resolve().parent / "data")
+# Trusted side (owner-only folder, never copied into a workspace): the evaluation inputs and
+# the validation labels the scorer compares against.
+EVAL_DIR = "eval"
 
 # ---------------------------------------------------------------------------------------------
 # Data
@@ -238,31 +230,11 @@ def read_archive(zip_path: Path) -> Archive:
     )
 
 
-def _save_npy(path: Path, arr: np.ndarray, mode: int = 0o644) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, arr)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
-def _already_prepared(data_dir: Path, synthetic: bool) -> bool:
-    manifest = data_dir / "prepared.json"
-    if not manifest.exists():
-        return False
-    meta = json.loads(manifest.read_text())
-    if meta.get("task") != TASK or meta.get("synthetic") != synthetic:
-        return False
-    files = meta.get("files", {})
-    return all((data_dir / rel).is_file() and sha256_file(data_dir / rel) == digest
-               for rel, digest in files.items())
-
-
 def prepare(data_dir: Path, synthetic: bool = False, source_dir: Path | None = None) -> dict:
-    """Fetch or synthesise the archive, decode it, write agent/ + labels/ + prepared.json."""
-    data_dir = Path(data_dir)
-    if _already_prepared(data_dir, synthetic):
-        return json.loads((data_dir / "prepared.json").read_text())
+    """Fetch or synthesise the archive, decode it, write agent/, eval/ and prepared.json."""
+    data_dir = Path(data_dir).resolve()
+    if taskkit.manifest_valid(data_dir, TASK, synthetic):
+        return json.loads((data_dir / taskkit.MANIFEST).read_text())
     src = data_dir / "source" / ARCHIVE
     if synthetic:
         write_synthetic_archive(src)
@@ -270,7 +242,7 @@ def prepare(data_dir: Path, synthetic: bool = False, source_dir: Path | None = N
         src.parent.mkdir(parents=True, exist_ok=True)
         if src.exists() and _md5(src) != ARCHIVE_MD5:
             src.unlink()  # e.g. a synthetic archive left from an earlier run
-        fetch(URL, src, None, source_dir=source_dir)
+        taskkit.fetch(URL, src, None, source_dir=source_dir)
         if src.stat().st_size != ARCHIVE_BYTES or _md5(src) != ARCHIVE_MD5:
             src.unlink()
             raise ValueError(f"{ARCHIVE}: size/md5 mismatch with the official archive")
@@ -279,26 +251,17 @@ def prepare(data_dir: Path, synthetic: bool = False, source_dir: Path | None = N
     if not synthetic and (len(data.wnids), n_train, n_val) != (NUM_CLASSES, REAL_TRAIN, REAL_VAL):
         raise ValueError(f"unexpected archive: {len(data.wnids)} classes, {n_train}/{n_val}")
     agent = data_dir / "agent"
-    labels = data_dir / "labels"
-    agent.mkdir(parents=True, exist_ok=True)
-    labels.mkdir(parents=True, exist_ok=True)
-    root = os.geteuid() == 0
     for key in ("train_x", "train_y", "val_x", "val_y"):
-        _save_npy(agent / f"{key}.npy", getattr(data, key))
+        taskkit.save_array(agent / f"{key}.npy", getattr(data, key))
     rows = [f"{i}\t{w}\t{n}\n" for i, (w, n) in enumerate(zip(data.wnids, data.words, strict=True))]
-    (agent / "classes.tsv").write_text("".join(rows))
-    if root:
-        os.chmod(labels, 0o700)
-    _save_npy(data_dir / LABELS_FILE, data.val_y, 0o600 if root else 0o644)
-    files = {f"source/{ARCHIVE}": sha256_file(src)}
-    for rel in [f"agent/{f}" for f in AGENT_FILES] + [LABELS_FILE]:
-        files[rel] = sha256_file(data_dir / rel)
-    meta = {"task": TASK, "synthetic": synthetic, "files": files,
-            "counts": {"train": n_train, "val": n_val, "classes": len(data.wnids)}}
-    tmp = data_dir / "prepared.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, data_dir / "prepared.json")
-    return meta
+    taskkit.write_atomic(agent / "classes.tsv", "".join(rows).encode())
+    trusted = taskkit.private_dir(data_dir / EVAL_DIR)
+    tmp = trusted / ".inputs.tmp.npz"
+    np.savez(tmp, x=data.val_x)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, trusted / "inputs.npz")
+    taskkit.save_array(trusted / "labels.npy", data.val_y, private=True)
+    return taskkit.write_manifest(data_dir, TASK, synthetic)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,10 +296,9 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return (x.permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
 
 
-def save_checkpoint(model: torch.nn.Module, config: dict, score: float,
-                    name: str | None = None) -> Path:
+def save_checkpoint(model: torch.nn.Module, config: dict, score: float, **kw: Any) -> Path:
     """Save a scored checkpoint into checkpoints/ (the output contract, Rule 7)."""
-    return _kit_save_checkpoint(model, config, score, task=TASK, metric=METRIC, name=name)
+    return taskkit.save_checkpoint(model, config, score, task=TASK, metric=METRIC, **kw)
 
 
 def evaluate_top1(model: torch.nn.Module, data_dir: Path | str = DATA_DIR,
@@ -346,9 +308,10 @@ def evaluate_top1(model: torch.nn.Module, data_dir: Path | str = DATA_DIR,
     `limit` (first N images) is for smoke runs only; the official score uses every image.
     """
     x, y = load_split("val", data_dir)
-    x, y = x[:limit], y[:limit]
-    preds = predict_batches(model, {"x": x})
-    return top1(preds, np.asarray(y))
+    was_training = model.training
+    preds = predict_batches(model, {"x": x[:limit]})
+    model.train(was_training)
+    return top1(preds, np.asarray(y[:limit]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,14 +320,14 @@ def evaluate_top1(model: torch.nn.Module, data_dir: Path | str = DATA_DIR,
 
 
 @torch.no_grad()
-def predict_batches(model: torch.nn.Module, inputs) -> np.ndarray:
+def predict_batches(model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:
     """Child side: predicted class id per image (int64), in input order, fixed batches.
 
     The model maps normalised float NCHW images to (N, 200) logits; argmax is taken here.
     """
     x = inputs["x"]
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device).eval()
+    device = taskkit.model_device(model)
+    model.eval()
     out = np.empty(len(x), dtype=np.int64)
     for start in range(0, len(x), EVAL_BATCH):
         batch = torch.from_numpy(np.array(x[start:start + EVAL_BATCH])).to(device)
@@ -377,55 +340,42 @@ def predict_batches(model: torch.nn.Module, inputs) -> np.ndarray:
 
 def top1(preds: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy over every validation image (no drop_last, no subsampling)."""
-    preds = np.asarray(preds).reshape(-1)
-    if preds.shape != labels.shape:
-        raise ValueError(f"{preds.shape[0]} predictions for {labels.shape[0]} images")
+    preds = np.asarray(preds)
+    if preds.shape != labels.shape or not np.issubdtype(preds.dtype, np.integer):
+        raise EvalFailure("predict_error", f"predictions {preds.shape} {preds.dtype}, "
+                                           f"expected {labels.shape} integers")
     return float(np.mean(preds.astype(np.int64) == labels))
 
 
-def official_eval(ckpt: Path, data_dir: Path, script_dir: Path, as_json: bool) -> int:
-    """Score ckpt on all validation images; the model child never sees the labels."""
-    start = time.time()
-    labels = np.load(data_dir / LABELS_FILE)
-    with tempfile.TemporaryDirectory(prefix="onegc-t2-eval-") as tmp:
-        os.chmod(tmp, 0o755)
-        inputs = Path(tmp) / "inputs.npz"
-        np.savez(inputs, x=np.load(data_dir / "agent" / "val_x.npy"))
-        os.chmod(inputs, 0o644)
-        extra = {"task": TASK, "metric": METRIC, "split": EVAL_SPLIT, "checkpoint": str(ckpt)}
-        try:
-            preds = predict_isolated(ckpt, script_dir, inputs, predict="predict_batches",
-                                     timeout_s=EVAL_TIMEOUT_S, memory_mb=EVAL_MEMORY_MB)
-            value = top1(preds, labels)
-        except EvalFailure as exc:
-            report({}, as_json=as_json, extra={**extra, "error": exc.kind, "detail": exc.detail})
-            return 3
-        except ValueError as exc:
-            report({}, as_json=as_json,
-                   extra={**extra, "error": "predict_error", "detail": str(exc)})
-            return 3
-    report({METRIC: value}, as_json=as_json,
-           extra={**extra, "n": int(labels.shape[0]), "eval_seconds": time.time() - start})
-    return 0
+def official_eval(ckpt: Path, data_dir: Path, script_dir: Path, as_json: bool) -> None:
+    """Score ckpt on all validation images (prints; exits 3 on a classified failure)."""
+    trusted = Path(data_dir).resolve() / EVAL_DIR
+    labels = np.load(trusted / "labels.npy")
+    taskkit.official_eval(
+        task=TASK, metric=METRIC, split=EVAL_SPLIT, ckpt=ckpt, script_dir=script_dir,
+        inputs_npz=trusted / "inputs.npz", predict="predict_batches",
+        score=lambda pred: top1(pred, labels), as_json=as_json,
+        timeout_s=EVAL_TIMEOUT_S, memory_mb=EVAL_MEMORY_MB, hide=[data_dir],
+    )  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    """Command line: data preparation, or ``--eval`` for the official score."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--synthetic", action="store_true")
     parser.add_argument("--source-dir", type=Path, default=None)
     parser.add_argument("--eval", type=Path, default=None, metavar="CKPT")
-    parser.add_argument("--script-dir", type=Path, default=None)
+    parser.add_argument("--script-dir", type=Path, default=Path.cwd())
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.eval is not None:
-        if args.script_dir is None:
-            parser.error("--eval needs --script-dir")
-        return official_eval(args.eval, args.data_dir, args.script_dir, args.json)
-    meta = prepare(args.data_dir, args.synthetic, args.source_dir)
-    print(json.dumps({"task": TASK, "synthetic": meta["synthetic"], **meta.get("counts", {})}))
-    return 0
+        official_eval(args.eval, args.data_dir, args.script_dir, args.json)
+        return
+    manifest = prepare(args.data_dir, args.synthetic, args.source_dir)
+    print(f"{TASK}: prepared {len(manifest['files'])} files in {args.data_dir}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
