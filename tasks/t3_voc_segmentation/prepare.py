@@ -9,13 +9,17 @@ Usage:
     python prepare.py --data-dir DIR [--synthetic] [--source-dir SRC]
         Download VOCtrainval_11-May-2012.tar (or copy it from SRC / $ONEGC_SOURCE_DIR, or with
         --synthetic write a tiny tar in exactly the same layout) into DIR/source, resize the
-        segmentation train/val splits to 224x224 into DIR/agent, keep the validation labels for
-        the trusted evaluator in DIR/labels, and stage the DINOv3 weight files (with their
-        LICENSE.md) found in SRC, $ONEGC_WEIGHTS_DIR or DIR/source/weights into
-        DIR/agent/weights. Nothing is fetched from a model hub. Idempotent.
+        segmentation train/val splits to 224x224 into DIR/agent, keep the evaluation inputs
+        and masks for the trusted scorer in DIR/eval (owner-only), and stage the DINOv3
+        weight files (with their LICENSE.md) found in SRC, $ONEGC_WEIGHTS_DIR or
+        DIR/source/weights into DIR/agent/weights. Nothing is fetched from a model hub.
+        Idempotent: a second run only re-checks the hashes in DIR/prepared.json.
     python prepare.py --eval CKPT --data-dir DIR --script-dir WS [--json]
         Score a checkpoint: the model is rebuilt through the recorded script's
         build_model(config) in an isolated child that only ever sees the validation images.
+
+Model contract: build_model(config) returns a module mapping normalised float32 images
+(B, 3, 224, 224) to logits (B, 21, H, W) (resized to 224x224 by the scorer if H, W differ).
 
 Resolution (pinned): images and masks are squashed to 224x224 (no crop, so every annotated
 region is scored); images bilinear with antialiasing, masks NEAREST only. The score is
@@ -34,8 +38,6 @@ import re
 import shutil
 import sys
 import tarfile
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,24 +49,12 @@ from PIL import Image
 from torch import nn
 
 try:
-    from taskkit import (
-        EvalFailure,
-        fetch,
-        predict_isolated,
-        report,
-        sha256_file,
-    )
-    from taskkit import save_checkpoint as _kit_save_checkpoint
+    import taskkit
 except ImportError:  # run from the source folder tasks/t3_*/: the kit sits in ../_kit
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_kit"))
-    from taskkit import (
-        EvalFailure,
-        fetch,
-        predict_isolated,
-        report,
-        sha256_file,
-    )
-    from taskkit import save_checkpoint as _kit_save_checkpoint
+    import taskkit
+
+from taskkit import EvalFailure, sha256_file
 
 # ---------------------------------------------------------------------------------------------
 # Constants (fixed, do not modify)
@@ -103,11 +93,14 @@ EVAL_BATCH = 16
 EVAL_TIMEOUT_S = 1200
 EVAL_MEMORY_MB = 24_576
 
-DATA_DIR = Path("data")  # where the prepared agent data sits inside a workspace
-WEIGHTS_DIRS = (Path("weights"), DATA_DIR / "weights")  # searched in this order (+ env)
-AGENT_FILES = ("train_x.npy", "train_y.npy", "val_x.npy", "val_y.npy", "train_ids.txt",
-               "val_ids.txt")
-LABELS_FILE = "labels/val_y.npy"  # trusted copy of the validation masks (0600 when root)
+# Where the prepared agent data sits: ./data beside this file in a workspace.
+WORKSPACE = Path(__file__).resolve().parent
+DATA_DIR = Path(os.environ.get("ONEGC_DATA_DIR") or WORKSPACE / "data")
+# Backbone files: the harness's weights/ folder, else the copy staged into data/weights.
+WEIGHTS_DIRS = (WORKSPACE / "weights", DATA_DIR / "weights")
+# Trusted side (owner-only folder, never copied into a workspace): the evaluation inputs and
+# the validation masks the scorer compares against.
+EVAL_DIR = "eval"
 
 # ---------------------------------------------------------------------------------------------
 # Data
@@ -250,67 +243,56 @@ def read_archive(tar_path: Path) -> dict[str, Split]:
     return out
 
 
-def _save_npy(path: Path, arr: np.ndarray, mode: int = 0o644) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, arr)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def _weight_sources(data_dir: Path, source_dir: Path | None) -> list[Path]:
     dirs = [source_dir, Path(os.environ["ONEGC_WEIGHTS_DIR"]) if os.environ.get(
         "ONEGC_WEIGHTS_DIR") else None, data_dir / "source" / "weights"]
     return [d for d in dirs if d is not None and d.is_dir()]
 
 
-def stage_weights(data_dir: Path, source_dir: Path | None) -> list[str]:
+def stage_weights(data_dir: Path, source_dir: Path | None) -> tuple[list[str], int]:
     """Copy the official DINOv3 files, hash-checked, with LICENSE.md into DIR/agent/weights.
 
     The DINOv3 License requires a copy of the agreement with every redistribution, so a
     weight file without LICENSE.md beside it is not staged. Missing weights are not an error
     here (tests, agents that use neither backbone); train.py says so when it needs them.
+    Returns (staged file names, number of files newly copied).
     """
     dest = data_dir / "agent" / "weights"
-    staged = []
+    staged, copied = [], 0
     for fname in WEIGHT_FILES.values():
         for src_dir in _weight_sources(data_dir, source_dir):
             src = src_dir / fname
-            if src.is_file() and (src_dir / LICENSE_FILE).is_file():
-                check_hub_hash(src)
-                dest.mkdir(parents=True, exist_ok=True)
-                for f in (src, src_dir / LICENSE_FILE):
-                    if not (dest / f.name).exists() or sha256_file(dest / f.name) != sha256_file(f):
-                        shutil.copyfile(f, dest / (f.name + ".tmp"))
-                        os.replace(dest / (f.name + ".tmp"), dest / f.name)
-                staged.append(fname)
-                break
+            if not (src.is_file() and (src_dir / LICENSE_FILE).is_file()):
+                continue
+            check_hub_hash(src)
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in (src, src_dir / LICENSE_FILE):
+                if not (dest / f.name).is_file() or sha256_file(dest / f.name) != sha256_file(f):
+                    shutil.copyfile(f, dest / f".{f.name}.tmp")
+                    os.replace(dest / f".{f.name}.tmp", dest / f.name)
+                    copied += 1
+            staged.append(fname)
+            break
     if len(staged) < len(WEIGHT_FILES):
         missing = sorted(set(WEIGHT_FILES.values()) - set(staged))
         print(f"note: DINOv3 weights not staged (need file + {LICENSE_FILE}): {missing}",
               file=sys.stderr)
-    return staged
-
-
-def _already_prepared(data_dir: Path, synthetic: bool, staged: list[str]) -> bool:
-    manifest = data_dir / "prepared.json"
-    if not manifest.exists():
-        return False
-    meta = json.loads(manifest.read_text())
-    if meta.get("task") != TASK or meta.get("synthetic") != synthetic:
-        return False
-    if sorted(meta.get("weights", [])) != sorted(staged):
-        return False
-    return all((data_dir / rel).is_file() and sha256_file(data_dir / rel) == digest
-               for rel, digest in meta.get("files", {}).items())
+    return staged, copied
 
 
 def prepare(data_dir: Path, synthetic: bool = False, source_dir: Path | None = None) -> dict:
     """Fetch or synthesise the tar, resize the splits, stage weights, write prepared.json."""
-    data_dir = Path(data_dir)
-    staged = stage_weights(data_dir, source_dir)
-    if _already_prepared(data_dir, synthetic, staged):
-        return json.loads((data_dir / "prepared.json").read_text())
+    data_dir = Path(data_dir).resolve()
+    valid = taskkit.manifest_valid(data_dir, TASK, synthetic)
+    if not valid:
+        _prepare_splits(data_dir, synthetic, source_dir)
+    _, copied = stage_weights(data_dir, source_dir)
+    if valid and not copied:
+        return json.loads((data_dir / taskkit.MANIFEST).read_text())
+    return taskkit.write_manifest(data_dir, TASK, synthetic)
+
+
+def _prepare_splits(data_dir: Path, synthetic: bool, source_dir: Path | None) -> None:
     src = data_dir / "source" / ARCHIVE
     if synthetic:
         write_synthetic_archive(src)
@@ -318,7 +300,7 @@ def prepare(data_dir: Path, synthetic: bool = False, source_dir: Path | None = N
         src.parent.mkdir(parents=True, exist_ok=True)
         if src.exists() and _md5(src) != ARCHIVE_MD5:
             src.unlink()  # e.g. a synthetic archive left from an earlier run
-        fetch(URL, src, None, source_dir=source_dir)
+        taskkit.fetch(URL, src, None, source_dir=source_dir)
         if src.stat().st_size != ARCHIVE_BYTES or _md5(src) != ARCHIVE_MD5:
             src.unlink()
             raise ValueError(f"{ARCHIVE}: size/md5 mismatch with the official archive")
@@ -326,27 +308,18 @@ def prepare(data_dir: Path, synthetic: bool = False, source_dir: Path | None = N
     counts = (len(splits["train"].ids), len(splits["val"].ids))
     if not synthetic and counts != (REAL_TRAIN, REAL_VAL):
         raise ValueError(f"unexpected split sizes {counts}")
-    agent, labels = data_dir / "agent", data_dir / "labels"
-    agent.mkdir(parents=True, exist_ok=True)
-    labels.mkdir(parents=True, exist_ok=True)
-    root = os.geteuid() == 0
+    agent = data_dir / "agent"
     for name, split in splits.items():
-        _save_npy(agent / f"{name}_x.npy", split.x)
-        _save_npy(agent / f"{name}_y.npy", split.y)
-        (agent / f"{name}_ids.txt").write_text("".join(f"{i}\n" for i in split.ids))
-    if root:
-        os.chmod(labels, 0o700)
-    _save_npy(data_dir / LABELS_FILE, splits["val"].y, 0o600 if root else 0o644)
-    rels = [f"source/{ARCHIVE}"] + [f"agent/{f}" for f in AGENT_FILES] + [LABELS_FILE]
-    rels += [f"agent/weights/{f}" for f in staged] + ([f"agent/weights/{LICENSE_FILE}"]
-                                                      if staged else [])
-    meta = {"task": TASK, "synthetic": synthetic, "weights": staged,
-            "files": {rel: sha256_file(data_dir / rel) for rel in rels},
-            "counts": {"train": counts[0], "val": counts[1]}}
-    tmp = data_dir / "prepared.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, data_dir / "prepared.json")
-    return meta
+        taskkit.save_array(agent / f"{name}_x.npy", split.x)
+        taskkit.save_array(agent / f"{name}_y.npy", split.y)
+        ids = "".join(f"{i}\n" for i in split.ids).encode()
+        taskkit.write_atomic(agent / f"{name}_ids.txt", ids)
+    trusted = taskkit.private_dir(data_dir / EVAL_DIR)
+    tmp = trusted / ".inputs.tmp.npz"
+    np.savez(tmp, x=splits["val"].x)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, trusted / "inputs.npz")
+    taskkit.save_array(trusted / "labels.npy", splits["val"].y, private=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -651,10 +624,9 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return (x.permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
 
 
-def save_checkpoint(model: nn.Module, config: dict, score: float,
-                    name: str | None = None) -> Path:
+def save_checkpoint(model: nn.Module, config: dict, score: float, **kw: Any) -> Path:
     """Save a scored checkpoint into checkpoints/ (the output contract, Rule 7)."""
-    return _kit_save_checkpoint(model, config, score, task=TASK, metric=METRIC, name=name)
+    return taskkit.save_checkpoint(model, config, score, task=TASK, metric=METRIC, **kw)
 
 
 def evaluate_miou(model: nn.Module, data_dir: Path | str = DATA_DIR,
@@ -664,7 +636,9 @@ def evaluate_miou(model: nn.Module, data_dir: Path | str = DATA_DIR,
     `limit` (first N images) is for smoke runs only; the official score uses every image.
     """
     x, y = load_split("val", data_dir)
+    was_training = model.training
     preds = predict_batches(model, {"x": x[:limit]})
+    model.train(was_training)
     return miou(confusion_matrix(preds, np.asarray(y[:limit])))
 
 
@@ -674,20 +648,20 @@ def evaluate_miou(model: nn.Module, data_dir: Path | str = DATA_DIR,
 
 
 @torch.no_grad()
-def predict_batches(model: nn.Module, inputs) -> np.ndarray:
+def predict_batches(model: nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:
     """Child side: class map (N, 224, 224) uint8 in input order.
 
     The model maps normalised float NCHW images to (B, 21, h, w) logits; logits that are not
     224x224 are resized bilinearly to 224x224 before the argmax.
     """
     x = inputs["x"]
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device).eval()
+    device = taskkit.model_device(model)
+    model.eval()
     out = np.empty((len(x), IMG_SIZE, IMG_SIZE), dtype=np.uint8)
     for start in range(0, len(x), EVAL_BATCH):
         batch = torch.from_numpy(np.array(x[start:start + EVAL_BATCH])).to(device)
         logits = model(normalize(batch))
-        if logits.ndim != 4 or logits.shape[:2] != (batch.shape[0], NUM_CLASSES):
+        if logits.ndim != 4 or tuple(logits.shape[:2]) != (batch.shape[0], NUM_CLASSES):
             raise ValueError(f"model output shape {tuple(logits.shape)} is not (B, 21, H, W)")
         if logits.shape[-2:] != (IMG_SIZE, IMG_SIZE):
             logits = F.interpolate(logits.float(), size=(IMG_SIZE, IMG_SIZE), mode="bilinear",
@@ -698,75 +672,68 @@ def predict_batches(model: nn.Module, inputs) -> np.ndarray:
 
 def confusion_matrix(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """ONE 21x21 matrix (rows: truth, cols: prediction) accumulated over every pixel of every
-    image; pixels whose truth is outside 0..20 (VOC's 255 void) are ignored."""
+    image; pixels whose truth is outside 0..20 (VOC's 255 void) are ignored.
+
+    Summing per-image matrices and taking IoU once is the standard VOC mIoU; a mean of
+    per-image IoUs would weight small images as much as large objects and is NOT used.
+    """
     preds, labels = np.asarray(preds), np.asarray(labels)
-    if preds.shape != labels.shape:
-        raise ValueError(f"predictions {preds.shape} do not match masks {labels.shape}")
+    if preds.shape != labels.shape or not np.issubdtype(preds.dtype, np.integer):
+        raise EvalFailure("predict_error", f"predictions {preds.shape} {preds.dtype}, "
+                                           f"expected {labels.shape} integers")
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     for p, t in zip(preds, labels, strict=True):  # per image keeps memory flat
         p, t = p.astype(np.int64).ravel(), t.astype(np.int64).ravel()
         keep = (t >= 0) & (t < NUM_CLASSES)
         if np.any((p[keep] < 0) | (p[keep] >= NUM_CLASSES)):
-            raise ValueError("predicted class ids outside 0..20")
+            raise EvalFailure("predict_error", "predicted class ids outside 0..20")
         cm += np.bincount(NUM_CLASSES * t[keep] + p[keep],
                           minlength=NUM_CLASSES ** 2).reshape(NUM_CLASSES, NUM_CLASSES)
     return cm
 
 
 def miou(cm: np.ndarray) -> float:
-    """Mean IoU over classes with a non-empty union (all 21 on the real VOC val set)."""
+    """Mean IoU over classes with a non-empty union (all 21 on the real VOC val set, so this
+    equals the plain 21-class mean there; synthetic data may lack classes)."""
     inter = np.diag(cm).astype(np.float64)
     union = cm.sum(0) + cm.sum(1) - np.diag(cm)
     present = union > 0
     if not present.any():
-        raise ValueError("empty confusion matrix")
+        raise EvalFailure("predict_error", "no scored pixel")
     return float(np.mean(inter[present] / union[present]))
 
 
-def official_eval(ckpt: Path, data_dir: Path, script_dir: Path, as_json: bool) -> int:
-    """Score ckpt on all validation images; the model child never sees the masks."""
-    start = time.time()
-    labels = np.load(data_dir / LABELS_FILE, mmap_mode="r")
-    extra = {"task": TASK, "metric": METRIC, "split": EVAL_SPLIT, "checkpoint": str(ckpt)}
-    with tempfile.TemporaryDirectory(prefix="onegc-t3-eval-") as tmp:
-        os.chmod(tmp, 0o755)
-        inputs = Path(tmp) / "inputs.npz"
-        np.savez(inputs, x=np.load(data_dir / "agent" / "val_x.npy", mmap_mode="r"))
-        os.chmod(inputs, 0o644)
-        try:
-            preds = predict_isolated(ckpt, script_dir, inputs, predict="predict_batches",
-                                     timeout_s=EVAL_TIMEOUT_S, memory_mb=EVAL_MEMORY_MB)
-            value = miou(confusion_matrix(preds, labels))
-        except EvalFailure as exc:
-            report({}, as_json=as_json, extra={**extra, "error": exc.kind, "detail": exc.detail})
-            return 3
-        except ValueError as exc:
-            report({}, as_json=as_json,
-                   extra={**extra, "error": "predict_error", "detail": str(exc)})
-            return 3
-    report({METRIC: value}, as_json=as_json,
-           extra={**extra, "n": int(labels.shape[0]), "eval_seconds": time.time() - start})
-    return 0
+def official_eval(ckpt: Path, data_dir: Path, script_dir: Path, as_json: bool) -> None:
+    """Score ckpt on all validation images (prints; exits 3 on a classified failure)."""
+    trusted = Path(data_dir).resolve() / EVAL_DIR
+    labels = np.load(trusted / "labels.npy", mmap_mode="r")
+    taskkit.official_eval(
+        task=TASK, metric=METRIC, split=EVAL_SPLIT, ckpt=ckpt, script_dir=script_dir,
+        inputs_npz=trusted / "inputs.npz", predict="predict_batches",
+        score=lambda pred: miou(confusion_matrix(pred, labels)), as_json=as_json,
+        timeout_s=EVAL_TIMEOUT_S, memory_mb=EVAL_MEMORY_MB, hide=[data_dir],
+    )  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    """Command line: data preparation, or ``--eval`` for the official score."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--synthetic", action="store_true")
     parser.add_argument("--source-dir", type=Path, default=None)
     parser.add_argument("--eval", type=Path, default=None, metavar="CKPT")
-    parser.add_argument("--script-dir", type=Path, default=None)
+    parser.add_argument("--script-dir", type=Path, default=Path.cwd())
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.eval is not None:
-        if args.script_dir is None:
-            parser.error("--eval needs --script-dir")
-        return official_eval(args.eval, args.data_dir, args.script_dir, args.json)
-    meta = prepare(args.data_dir, args.synthetic, args.source_dir)
-    print(json.dumps({"task": TASK, "synthetic": meta["synthetic"], "weights": meta["weights"],
-                      **meta.get("counts", {})}))
-    return 0
+        official_eval(args.eval, args.data_dir, args.script_dir, args.json)
+        return
+    manifest = prepare(args.data_dir, args.synthetic, args.source_dir)
+    weights = sorted(f for f in manifest["files"] if f.endswith(".pth"))
+    print(f"{TASK}: prepared {len(manifest['files'])} files in {args.data_dir}; "
+          f"weights: {weights or 'none'}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
