@@ -7,7 +7,8 @@ model from the recorded config with this script's build_model and loads it stric
 Baseline: stem conv + four residual stages (64, 128, 256, 512 channels; stride 2 between
 stages), global average pooling, one linear head; random crop (8 px zero padding),
 horizontal flip, colour jitter; SGD + cosine, 5 epochs at batch 256.
-Env: ONEGC_SMOKE=1 runs a few CPU steps; ONEGC_TIME_BUDGET_S caps the training loop.
+Env: ONEGC_SMOKE=1 runs a few CPU steps of a narrower copy; ONEGC_TIME_BUDGET_S caps the
+training loop.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from torch import nn
 # Hyperparameters (module-level constants, autoresearch style)
 # ---------------------------------------------------------------------------------------------
 
-CONFIG = {"channels": [64, 128, 256, 512], "blocks_per_stage": 1, "num_classes": NUM_CLASSES}
+CONFIG: dict = {"channels": [64, 128, 256, 512], "blocks_per_stage": 1,
+                "num_classes": NUM_CLASSES}
+SMOKE_CONFIG: dict = {**CONFIG, "channels": [16, 32, 64, 128]}  # same design, CPU-sized
 EPOCHS = 5
 BATCH_SIZE = 256
 LR = 0.1
@@ -159,7 +162,8 @@ def main() -> None:
     batch = SMOKE_BATCH if is_smoke else BATCH_SIZE
     steps_per_epoch = max(1, len(x_train) // batch)
     total = SMOKE_STEPS if is_smoke else EPOCHS * steps_per_epoch
-    model = build_model(CONFIG).to(device).to(memory_format=torch.channels_last)
+    config = SMOKE_CONFIG if is_smoke else CONFIG
+    model = build_model(config).to(device).to(memory_format=torch.channels_last)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": WEIGHT_DECAY},
@@ -191,7 +195,7 @@ def main() -> None:
             print(f"step {step}/{total} loss {loss_val:.4f}")
     training_seconds = time.time() - train_start
     score = evaluate_top1(model, limit=SMOKE_EVAL if is_smoke else None)
-    path = save_checkpoint(model, CONFIG, score)
+    path = save_checkpoint(model, config, score)
     print("---")
     print(f"top1:             {score:.6f}")
     print(f"training_seconds: {training_seconds:.1f}")
