@@ -14,8 +14,6 @@ from __future__ import annotations
 import time
 
 import torch
-from torch import nn
-
 from prepare import (
     PRED_LEN,
     SEQ_LEN,
@@ -26,6 +24,7 @@ from prepare import (
     smoke,
     time_budget_s,
 )
+from torch import nn
 
 SEED = 2021
 BATCH_SIZE = 128
