@@ -7,7 +7,6 @@ import contextlib
 import importlib.util
 import math
 import os
-import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -20,7 +19,8 @@ import torch
 from onegc.tasks import registry
 from PIL import Image
 
-TASK_DIR = Path(registry.__file__).resolve().parent / "t2_tinyimagenet_cnn"
+TASK = "t2"
+TASK_DIR = registry.get_task(TASK).dir
 
 
 @contextlib.contextmanager
@@ -56,23 +56,6 @@ def _load(name: str, path: Path, prepare: ModuleType | None = None) -> ModuleTyp
 prep = _load("t2_prepare", TASK_DIR / "prepare.py")
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Prepare synthetic data, populate a workspace, run the baseline in smoke mode."""
-    root = tmp_path_factory.mktemp("t2")
-    spec = registry.get_task("t2")
-    prepared = registry.prepare_data("t2", root / "data", synthetic=True)
-    ws = root / "ws"
-    registry.populate_workspace(spec, ws, prepared)
-    env = {**os.environ, **dict(spec.smoke_env), "OMP_NUM_THREADS": "2"}
-    proc = subprocess.run([sys.executable, "train.py"], cwd=ws, env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    ckpts = sorted((ws / "checkpoints").glob("*.pt"))
-    assert len(ckpts) == 1
-    return {"spec": spec, "prepared": prepared, "ws": ws, "ckpt": ckpts[0], "log": proc.stdout}
-
-
 def test_synthetic_archive_has_the_official_layout(tmp_path: Path) -> None:
     path = prep.write_synthetic_archive(tmp_path / prep.ARCHIVE)
     with zipfile.ZipFile(path) as zf:
@@ -91,8 +74,9 @@ def test_synthetic_archive_has_the_official_layout(tmp_path: Path) -> None:
     assert path.stat().st_size < 40_000
 
 
-def test_preparation_pins_classes_order_and_trusted_labels(smoke_run: dict) -> None:
-    data = smoke_run["prepared"].data_dir
+def test_preparation_pins_classes_order_and_trusted_labels(smoke_run) -> None:
+    run = smoke_run(TASK)
+    data = run.prepared.data_dir
     rows = (data / "agent/classes.tsv").read_text().splitlines()
     classes = [line.split("\t")[1] for line in rows]
     assert classes == sorted(classes)
@@ -108,17 +92,16 @@ def test_preparation_pins_classes_order_and_trusted_labels(smoke_run: dict) -> N
     if os.geteuid() == 0:
         assert (data / "eval").stat().st_mode & 0o777 == 0o700
         assert (data / "eval/labels.npy").stat().st_mode & 0o777 == 0o600
-    assert set(smoke_run["prepared"].files) >= {"agent/val_x.npy", "eval/labels.npy"}
+    assert set(run.prepared.files) >= {"agent/val_x.npy", "eval/labels.npy"}
     mtime = (data / "agent/train_x.npy").stat().st_mtime_ns
     prep.prepare(data, synthetic=True)  # idempotent: nothing rewritten
     assert (data / "agent/train_x.npy").stat().st_mtime_ns == mtime
-    assert not (smoke_run["ws"] / "data" / "eval").exists()
+    assert not (run.workspace / "data" / "eval").exists()
 
 
-def test_smoke_checkpoint_scores_through_isolated_eval(smoke_run: dict) -> None:
-    assert "top1:" in smoke_run["log"]
-    result = registry.evaluate("t2", smoke_run["ckpt"], smoke_run["ws"],
-                               smoke_run["prepared"].data_dir)
+def test_smoke_checkpoint_scores_through_isolated_eval(smoke_run) -> None:
+    run = smoke_run(TASK)
+    result = registry.evaluate(TASK, run.checkpoint, run.workspace, run.prepared.data_dir)
     assert "error" not in result, result
     assert result["metric"] == "top1" and result["split"] == "validation"
     assert math.isfinite(result["value"]) and 0.0 <= result["value"] <= 1.0
@@ -126,17 +109,24 @@ def test_smoke_checkpoint_scores_through_isolated_eval(smoke_run: dict) -> None:
         assert result["isolation"].startswith("uid=")
 
 
-def test_orig_mod_prefix_is_classified(smoke_run: dict, tmp_path: Path) -> None:
-    """A torch.compile'd model saved as is (paper Appendix C) fails with a named reason."""
-    ckpt = torch.load(smoke_run["ckpt"], weights_only=True)
+def test_model_cannot_read_validation_labels(smoke_run, labels_unreachable) -> None:
+    run = smoke_run(TASK)
+    labels_unreachable(TASK, run, run.prepared.data_dir / "eval" / "labels.npy")
+
+
+def test_orig_mod_prefix_is_classified(smoke_run, tmp_path: Path) -> None:
+    """A torch.compile'd model saved as is (paper Appendix C) fails with a named reason; the
+    in-process load runs the same taskkit code the isolated child runs."""
+    run = smoke_run(TASK)
+    ckpt = torch.load(run.checkpoint, weights_only=True)
     ckpt["state_dict"] = {f"_orig_mod.{k}": v for k, v in ckpt["state_dict"].items()}
     bad = tmp_path / "compiled.pt"
     torch.save(ckpt, bad)
     with _prepare_as(prep), pytest.raises(prep.EvalFailure) as info:
-        prep.taskkit.load_model(bad, smoke_run["ws"])
+        prep.taskkit.load_model(bad, run.workspace)
     assert info.value.kind == "orig_mod_prefix"
     with _prepare_as(prep):  # the untouched checkpoint loads
-        assert isinstance(prep.taskkit.load_model(smoke_run["ckpt"], smoke_run["ws"]),
+        assert isinstance(prep.taskkit.load_model(run.checkpoint, run.workspace),
                           torch.nn.Module)
 
 

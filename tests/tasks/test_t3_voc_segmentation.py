@@ -9,7 +9,6 @@ import importlib.util
 import io
 import math
 import os
-import subprocess
 import sys
 import tarfile
 from collections.abc import Iterator
@@ -22,7 +21,8 @@ import torch
 from onegc.tasks import registry
 from PIL import Image
 
-TASK_DIR = Path(registry.__file__).resolve().parent / "t3_voc_segmentation"
+TASK = "t3"
+TASK_DIR = registry.get_task(TASK).dir
 
 
 @contextlib.contextmanager
@@ -59,23 +59,6 @@ prep = _load("t3_prepare", TASK_DIR / "prepare.py")
 train = _load("t3_train", TASK_DIR / "train.py", prepare=prep)
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Prepare synthetic data, populate a workspace, run the baseline in smoke mode."""
-    root = tmp_path_factory.mktemp("t3")
-    spec = registry.get_task("t3")
-    prepared = registry.prepare_data("t3", root / "data", synthetic=True)
-    ws = root / "ws"
-    registry.populate_workspace(spec, ws, prepared)
-    env = {**os.environ, **dict(spec.smoke_env), "OMP_NUM_THREADS": "2"}
-    proc = subprocess.run([sys.executable, "train.py"], cwd=ws, env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    ckpts = sorted((ws / "checkpoints").glob("*.pt"))
-    assert len(ckpts) == 1
-    return {"prepared": prepared, "ws": ws, "ckpt": ckpts[0], "log": proc.stdout}
-
-
 # --- data format -----------------------------------------------------------------------------
 
 
@@ -105,8 +88,9 @@ def test_rgb_masks_are_refused() -> None:
         prep._load_pair(img.getvalue(), mask.getvalue(), "x")
 
 
-def test_preparation_resizes_with_nearest_masks_and_keeps_labels_trusted(smoke_run: dict) -> None:
-    data = smoke_run["prepared"].data_dir
+def test_preparation_resizes_with_nearest_masks_and_keeps_labels_trusted(smoke_run) -> None:
+    run = smoke_run(TASK)
+    data = run.prepared.data_dir
     x, y = prep.load_split("val", data / "agent")
     assert x.shape == (2, 224, 224, 3) and x.dtype == np.uint8
     assert y.shape == (2, 224, 224) and set(np.unique(y)) == {0, 1, 15, 255}  # no blended ids
@@ -114,7 +98,7 @@ def test_preparation_resizes_with_nearest_masks_and_keeps_labels_trusted(smoke_r
     assert np.array_equal(np.load(data / "eval/labels.npy"), y)
     if os.geteuid() == 0:
         assert (data / "eval").stat().st_mode & 0o777 == 0o700
-    assert not (smoke_run["ws"] / "data" / "eval").exists()
+    assert not (run.workspace / "data" / "eval").exists()
     mtime = (data / "agent/train_x.npy").stat().st_mtime_ns
     prep.prepare(data, synthetic=True)  # idempotent: nothing rewritten
     assert (data / "agent/train_x.npy").stat().st_mtime_ns == mtime
@@ -144,13 +128,17 @@ def test_miou_is_one_confusion_matrix_over_the_whole_set() -> None:
         prep.confusion_matrix(pred[:1], gt)
 
 
-def test_smoke_checkpoint_scores_through_isolated_eval(smoke_run: dict) -> None:
-    assert "miou:" in smoke_run["log"]
-    result = registry.evaluate("t3", smoke_run["ckpt"], smoke_run["ws"],
-                               smoke_run["prepared"].data_dir)
+def test_smoke_checkpoint_scores_through_isolated_eval(smoke_run) -> None:
+    run = smoke_run(TASK)
+    result = registry.evaluate(TASK, run.checkpoint, run.workspace, run.prepared.data_dir)
     assert "error" not in result, result
     assert result["metric"] == "miou" and result["split"] == "validation"
     assert math.isfinite(result["value"]) and 0.0 <= result["value"] <= 1.0
+
+
+def test_model_cannot_read_validation_masks(smoke_run, labels_unreachable) -> None:
+    run = smoke_run(TASK)
+    labels_unreachable(TASK, run, run.prepared.data_dir / "eval" / "labels.npy")
 
 
 # --- DINOv3 backbones ------------------------------------------------------------------------
