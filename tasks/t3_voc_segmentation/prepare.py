@@ -392,9 +392,14 @@ class LinearKMaskedBias(nn.Linear):
 
     def __init__(self, dim_in: int, dim_out: int) -> None:
         super().__init__(dim_in, dim_out)
+        self.register_buffer("bias_mask", self.default_mask(dim_out), persistent=True)
+
+    @staticmethod
+    def default_mask(dim_out: int) -> torch.Tensor:
+        """1 for the q and v thirds of the bias, 0 for the k third."""
         mask = torch.ones(dim_out)
         mask[dim_out // 3: 2 * dim_out // 3] = 0
-        self.register_buffer("bias_mask", mask, persistent=True)
+        return mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias * self.bias_mask.to(self.bias.dtype))
@@ -405,9 +410,14 @@ class RopePositionEmbedding(nn.Module):
 
     def __init__(self, embed_dim: int, num_heads: int, base: float = 100.0) -> None:
         super().__init__()
-        head_dim = embed_dim // num_heads
-        periods = base ** (2 * torch.arange(head_dim // 4, dtype=torch.float32) / (head_dim // 2))
-        self.register_buffer("periods", periods, persistent=True)
+        self.register_buffer("periods", self.default_periods(embed_dim // num_heads, base),
+                             persistent=True)
+
+    @staticmethod
+    def default_periods(head_dim: int, base: float = 100.0) -> torch.Tensor:
+        """Geometric periods base^(2i / (head_dim / 2)), i < head_dim / 4 (DINOv3 `base` form)."""
+        exponents = 2 * torch.arange(head_dim // 4, dtype=torch.float32) / (head_dim // 2)
+        return base ** exponents
 
     def forward(self, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         dev = self.periods.device
@@ -570,7 +580,10 @@ def load_dinov3(backbone: nn.Module, path: Path | str) -> None:
 
     Accepts a bare state dict or one wrapped under 'model'/'state_dict'; drops the
     pretraining-only `local_cls_norm.*`; fills ConvNeXt's `norms.3` from `norm` when a
-    converted file lacks it. Any other missing/unexpected key or shape is an error.
+    converted file lacks it, and the ViT's fixed buffers (`rope_embed.periods`,
+    `*.attn.qkv.bias_mask`, functions of the shapes only) when a file omits them. Any other
+    missing/unexpected key or shape is an error: a silently half-loaded backbone would
+    train from random features without anyone noticing.
     """
     path = Path(path)
     check_hub_hash(path)
@@ -583,6 +596,11 @@ def load_dinov3(backbone: nn.Module, path: Path | str) -> None:
         state.update({f"norms.3.{p}": state[f"norm.{p}"] for p in ("weight", "bias")
                       if f"norm.{p}" in state})
     own = backbone.state_dict()
+    for key, tensor in own.items():
+        if key not in state and key == "rope_embed.periods":
+            state[key] = RopePositionEmbedding.default_periods(4 * tensor.shape[0])
+        elif key not in state and key.endswith("attn.qkv.bias_mask"):
+            state[key] = LinearKMaskedBias.default_mask(tensor.shape[0])
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]

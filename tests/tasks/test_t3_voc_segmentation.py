@@ -204,6 +204,14 @@ def test_vits16_loads_the_official_key_layout(tmp_path: Path) -> None:
     with torch.no_grad():
         feats = model(torch.zeros(1, 3, 64, 48))  # non-square grids work (RoPE per axis)
     assert [tuple(f.shape) for f in feats] == [(1, 384, 4, 3)] * 4
+    # files without the fixed buffers get them recomputed (not left as they were)
+    state = {k: v for k, v in model.state_dict().items()
+             if not k.endswith(("periods", "bias_mask"))}
+    torch.save(state, tmp_path / "no_buffers.pth")
+    prep.load_dinov3(model, tmp_path / "no_buffers.pth")
+    assert torch.allclose(model.rope_embed.periods, 100.0 ** (torch.arange(16) / 16))
+    mask = model.blocks[3].attn.qkv.bias_mask
+    assert mask[:384].all() and not mask[384:768].any() and mask[768:].all()
 
 
 def test_loader_refuses_foreign_or_corrupt_files(tmp_path: Path, monkeypatch) -> None:
