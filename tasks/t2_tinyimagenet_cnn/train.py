@@ -143,6 +143,7 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def lr_at(step: int, total: int) -> float:
+    """Linear warmup, then cosine decay to zero at the last step."""
     if step < WARMUP_STEPS:
         return LR * (step + 1) / WARMUP_STEPS
     progress = (step - WARMUP_STEPS) / max(1, total - WARMUP_STEPS)
@@ -150,6 +151,7 @@ def lr_at(step: int, total: int) -> float:
 
 
 def main() -> None:
+    """Train with the whole training set on the device, then self-evaluate and checkpoint."""
     t0 = time.time()
     torch.manual_seed(SEED)
     is_smoke = smoke()

@@ -106,6 +106,7 @@ def build_model(config: dict) -> nn.Module:
 
 
 def main() -> None:
+    """Fine-tune end to end; checkpoint every EVAL_EVERY_EPOCHS epochs when val mIoU improves."""
     t0 = time.time()
     torch.manual_seed(SEED)
     is_smoke = smoke()
@@ -115,9 +116,9 @@ def main() -> None:
     if is_smoke:
         print("smoke run: narrow backbone, random init (no weight file)")
     else:
-        path = find_weights(config["backbone"])
-        load_dinov3(model.backbone, path)
-        print(f"loaded {path}")
+        weights = find_weights(config["backbone"])
+        load_dinov3(model.backbone, weights)
+        print(f"loaded {weights}")
     model = model.to(device)
     x_np, y_np = load_split("train")
     x_train = torch.from_numpy(np.array(x_np)).to(device)
