@@ -30,9 +30,8 @@ import os
 import re
 import sys
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -166,8 +165,7 @@ def _k(name: str) -> int:
     return int(match.group(1))
 
 
-@dataclass
-class Archive:
+class Archive(NamedTuple):
     """Decoded contents of the archive, in the pinned order."""
 
     wnids: list[str]

@@ -38,9 +38,8 @@ import re
 import shutil
 import sys
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -188,8 +187,7 @@ def write_synthetic_archive(dest: Path, seed: int = 0) -> Path:
     return dest
 
 
-@dataclass
-class Split:
+class Split(NamedTuple):
     """One split, resized to IMG_SIZE: images uint8 NHWC, masks uint8 NHW (0..20, 255)."""
 
     ids: list[str]

@@ -46,7 +46,7 @@ def _load(name: str, path: Path, prepare: ModuleType | None = None) -> ModuleTyp
             spec = importlib.util.spec_from_file_location(name, path)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module  # dataclasses look their module up while it executes
+            sys.modules[name] = module  # registered as a normal import would be
             spec.loader.exec_module(module)
             return module
     finally:
