@@ -513,9 +513,11 @@ class DINOv3ViT(nn.Module):
         self.out_indices = tuple(out_indices or [depth // 4 * (i + 1) - 1 for i in range(4)])
         self.channels = [embed_dim] * len(self.out_indices)
         self.patch_embed = PatchEmbed(patch_size, embed_dim)
-        self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim) * 0.02)
-        self.storage_tokens = nn.Parameter(torch.randn(1, n_storage_tokens, embed_dim) * 0.02)
+        self.cls_token = nn.Parameter(torch.empty(1, 1, embed_dim))
+        self.storage_tokens = nn.Parameter(torch.empty(1, n_storage_tokens, embed_dim))
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))  # pretraining only
+        nn.init.normal_(self.cls_token, std=0.02)
+        nn.init.normal_(self.storage_tokens, std=0.02)
         self.rope_embed = RopePositionEmbedding(embed_dim, num_heads)
         self.blocks = nn.ModuleList(ViTBlock(embed_dim, num_heads) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim, eps=1e-5)
