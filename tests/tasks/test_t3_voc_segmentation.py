@@ -18,8 +18,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
-from onegc.tasks import registry
 from PIL import Image
+
+from onegc.tasks import registry
 
 TASK = "t3"
 TASK_DIR = registry.get_task(TASK).dir
