@@ -47,9 +47,7 @@ def test_cli_list_json_and_errors() -> None:
 
 
 def test_cli_prepare_synthetic(tmp_path) -> None:
-    out = CliRunner().invoke(
-        app, ["tasks", "prepare", "t6", "--data-dir", str(tmp_path), "--synthetic"]
-    )
+    out = CliRunner().invoke(app, ["tasks", "prepare", "t6", "--data-dir", str(tmp_path), "--synthetic"])
     assert out.exit_code == 0, out.output
     manifest = json.loads((tmp_path / "prepared.json").read_text())
     assert manifest["task"] == "t6" and manifest["synthetic"] is True

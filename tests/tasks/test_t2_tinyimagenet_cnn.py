@@ -127,8 +127,7 @@ def test_orig_mod_prefix_is_classified(smoke_run, tmp_path: Path) -> None:
         prep.taskkit.load_model(bad, run.workspace)
     assert info.value.kind == "orig_mod_prefix"
     with _prepare_as(prep):  # the untouched checkpoint loads
-        assert isinstance(prep.taskkit.load_model(run.checkpoint, run.workspace),
-                          torch.nn.Module)
+        assert isinstance(prep.taskkit.load_model(run.checkpoint, run.workspace), torch.nn.Module)
 
 
 def test_top1_counts_every_image() -> None:
@@ -143,8 +142,11 @@ def test_top1_counts_every_image() -> None:
 def test_baseline_architecture_matches_the_paper() -> None:
     train = _load("t2_train", TASK_DIR / "train.py", prepare=prep)
     model = train.build_model(train.CONFIG)
-    convs = [m.out_channels for m in model.stages.modules()
-             if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    convs = [
+        m.out_channels
+        for m in model.stages.modules()
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+    ]
     assert sorted(set(convs)) == [64, 128, 256, 512]
     out = model.eval()(torch.zeros(2, 3, 64, 64))
     assert out.shape == (2, 200)

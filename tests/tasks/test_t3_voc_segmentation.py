@@ -69,8 +69,7 @@ def test_synthetic_tar_has_the_official_layout(tmp_path: Path) -> None:
     with tarfile.open(path) as tf:
         names = set(tf.getnames())
         train_ids = tf.extractfile(f"{voc}/ImageSets/Segmentation/train.txt").read().split()
-        masks = {n: Image.open(io.BytesIO(tf.extractfile(n).read()))
-                 for n in names if n.endswith(".png")}
+        masks = {n: Image.open(io.BytesIO(tf.extractfile(n).read())) for n in names if n.endswith(".png")}
     assert {f"{voc}/ImageSets/Segmentation/{s}.txt" for s in ("train", "val", "trainval")} <= names
     assert {f"{voc}/JPEGImages/{i.decode()}.jpg" for i in train_ids} <= names
     assert len(masks) == 4
@@ -109,10 +108,10 @@ def test_preparation_resizes_with_nearest_masks_and_keeps_labels_trusted(smoke_r
 
 
 def test_miou_is_one_confusion_matrix_over_the_whole_set() -> None:
-    gt = np.array([[[0, 0, 1], [1, 255, 15]],
-                   [[15, 15, 0], [255, 255, 1]]], dtype=np.uint8)
-    pred = np.array([[[0, 1, 1], [1, 0, 0]],
-                     [[15, 0, 0], [7, 7, 1]]], dtype=np.uint8)  # 7 only on void pixels
+    gt = np.array([[[0, 0, 1], [1, 255, 15]], [[15, 15, 0], [255, 255, 1]]], dtype=np.uint8)
+    pred = np.array(
+        [[[0, 1, 1], [1, 0, 0]], [[15, 0, 0], [7, 7, 1]]], dtype=np.uint8
+    )  # 7 only on void pixels
     cm = prep.confusion_matrix(pred, gt)
     expected = np.zeros((21, 21), dtype=np.int64)
     expected[0, 0], expected[0, 1], expected[1, 1] = 2, 1, 3
@@ -120,8 +119,7 @@ def test_miou_is_one_confusion_matrix_over_the_whole_set() -> None:
     assert np.array_equal(cm, expected)  # the three 255 pixels are not counted
     # IoU: class 0 = 2/(3+4-2), class 1 = 3/(3+4-3), class 15 = 1/(3+1-1); 7 has no union.
     assert prep.miou(cm) == pytest.approx((2 / 5 + 3 / 4 + 1 / 3) / 3)
-    per_image = np.mean([prep.miou(prep.confusion_matrix(pred[i:i + 1], gt[i:i + 1]))
-                         for i in range(2)])
+    per_image = np.mean([prep.miou(prep.confusion_matrix(pred[i : i + 1], gt[i : i + 1])) for i in range(2)])
     assert per_image == pytest.approx(0.5)  # the mean of per-image mIoUs is different
     with pytest.raises(prep.EvalFailure):
         prep.confusion_matrix(np.full_like(pred, 21), gt)
@@ -199,15 +197,17 @@ def test_vits16_loads_the_official_key_layout(tmp_path: Path) -> None:
     assert shapes["blocks.11.attn.qkv.bias_mask"] == (1152,)
     assert shapes["blocks.0.ls1.gamma"] == (384,) and shapes["mask_token"] == (1, 384)
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 1) == 21.6
-    _roundtrip(model, "vits16", tmp_path / "vit.pth",
-               mutate={"local_cls_norm.weight": torch.ones(384),
-                       "local_cls_norm.bias": torch.zeros(384)})  # pretraining-only extra
+    _roundtrip(
+        model,
+        "vits16",
+        tmp_path / "vit.pth",
+        mutate={"local_cls_norm.weight": torch.ones(384), "local_cls_norm.bias": torch.zeros(384)},
+    )  # pretraining-only extra
     with torch.no_grad():
         feats = model(torch.zeros(1, 3, 64, 48))  # non-square grids work (RoPE per axis)
     assert [tuple(f.shape) for f in feats] == [(1, 384, 4, 3)] * 4
     # files without the fixed buffers get them recomputed (not left as they were)
-    state = {k: v for k, v in model.state_dict().items()
-             if not k.endswith(("periods", "bias_mask"))}
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith(("periods", "bias_mask"))}
     torch.save(state, tmp_path / "no_buffers.pth")
     prep.load_dinov3(model, tmp_path / "no_buffers.pth")
     assert torch.allclose(model.rope_embed.periods, 100.0 ** (torch.arange(16) / 16))
@@ -254,8 +254,12 @@ def test_weights_are_staged_hash_checked_with_their_licence(tmp_path: Path, monk
 
 
 def test_fpn_baseline_also_runs_on_the_vit_backbone() -> None:
-    config = {**train.CONFIG, "backbone": "vits16", "fpn_dim": 16,
-              "backbone_args": {"embed_dim": 32, "depth": 4, "num_heads": 2}}
+    config = {
+        **train.CONFIG,
+        "backbone": "vits16",
+        "fpn_dim": 16,
+        "backbone_args": {"embed_dim": 32, "depth": 4, "num_heads": 2},
+    }
     out = train.build_model(config).eval()(torch.zeros(1, 3, 224, 224))
     assert out.shape == (1, 21, 224, 224)
     assert train.CONFIG["backbone"] == "convnext_tiny" and train.LR == 1e-4

@@ -48,8 +48,14 @@ P = _load_prepare()
 
 def test_metadata_matches_paper_table_2() -> None:
     s = SPEC
-    assert (s.budget_s, s.metric, s.direction, s.eval_split, s.baseline_score,
-            s.reference_value) == (3600, "rocauc", "higher", "test", 0.706, 0.848)
+    assert (s.budget_s, s.metric, s.direction, s.eval_split, s.baseline_score, s.reference_value) == (
+        3600,
+        "rocauc",
+        "higher",
+        "test",
+        0.706,
+        0.848,
+    )
     assert s.has_heldout and s.locked == ("prepare.py", "taskkit.py")
     assert (s.budget_s, s.metric, s.id) == (P.TIME_BUDGET, P.METRIC, P.TASK_ID)
 
@@ -128,13 +134,21 @@ def test_synthetic_hiv_zip_has_ogb_layout(tmp_path: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
         names = set(zf.namelist())
         raw = {n.split("/")[-1]: zf.read(n) for n in names if "/raw/" in n}
-        split = {k: [r[0] for r in _rows(zf.read(f"hiv/split/scaffold/{k}.csv.gz"))]
-                 for k in ("train", "valid", "test")}
+        split = {
+            k: [r[0] for r in _rows(zf.read(f"hiv/split/scaffold/{k}.csv.gz"))]
+            for k in ("train", "valid", "test")
+        }
         mapping = gzip.decompress(zf.read("hiv/mapping/mol.csv.gz")).decode().splitlines()
     assert names == {"hiv/RELEASE_v1.txt", "hiv/mapping/mol.csv.gz"} | {
-        f"hiv/raw/{f}" for f in ("edge.csv.gz", "node-feat.csv.gz", "edge-feat.csv.gz",
-                                 "graph-label.csv.gz", "num-node-list.csv.gz",
-                                 "num-edge-list.csv.gz")
+        f"hiv/raw/{f}"
+        for f in (
+            "edge.csv.gz",
+            "node-feat.csv.gz",
+            "edge-feat.csv.gz",
+            "graph-label.csv.gz",
+            "num-node-list.csv.gz",
+            "num-edge-list.csv.gz",
+        )
     } | {f"hiv/split/scaffold/{k}.csv.gz" for k in ("train", "valid", "test")}
     assert mapping[0] == "HIV_active,smiles,mol_id"
     nodes = [r[0] for r in _rows(raw["num-node-list.csv.gz"])]
@@ -150,7 +164,7 @@ def test_synthetic_hiv_zip_has_ogb_layout(tmp_path: Path) -> None:
     assert all(0 <= v < d for r in edge_feat for v, d in zip(r, P.BOND_FEATURE_DIMS, strict=True))
     pos = 0  # node ids are local to each graph and every bond is listed once
     for n, e in zip(nodes, edges, strict=True):
-        block = edge[pos:pos + e]
+        block = edge[pos : pos + e]
         pos += e
         assert all(0 <= u < n and 0 <= v < n for u, v in block)
         assert len({frozenset(p) for p in block}) == len(block)
@@ -245,19 +259,30 @@ def pipeline(smoke_run: Callable[..., Any], make_variant: Callable[..., Path]) -
     ckpts = {
         "baseline": run.checkpoint,
         "oracle": make_variant(run, "run_oracle.py", ORACLE, state_dict=one),
-        "thief": make_variant(run, "run_thief.py", THIEF.replace("LABELS", repr(str(labels))),
-                              state_dict=one),
-        "orig_mod": make_variant(run, "run_compiled.py", (run.workspace / "train.py").read_text(),
-                                 rename=lambda k: "_orig_mod." + k),
+        "thief": make_variant(
+            run, "run_thief.py", THIEF.replace("LABELS", repr(str(labels))), state_dict=one
+        ),
+        "orig_mod": make_variant(
+            run,
+            "run_compiled.py",
+            (run.workspace / "train.py").read_text(),
+            rename=lambda k: "_orig_mod." + k,
+        ),
     }
     # one thread per evaluation process: four of them share two cores without oversubscribing
     with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(len(ckpts)) as pool:
         mp.setenv("OMP_NUM_THREADS", "1")
-        futures = {name: pool.submit(registry.evaluate, TASK, ckpt, run.workspace,
-                                     run.prepared.data_dir) for name, ckpt in ckpts.items()}
-    return SimpleNamespace(prepared=run.prepared, workspace=run.workspace, labels=labels,
-                           checkpoint=run.checkpoint,
-                           results={name: f.result() for name, f in futures.items()})
+        futures = {
+            name: pool.submit(registry.evaluate, TASK, ckpt, run.workspace, run.prepared.data_dir)
+            for name, ckpt in ckpts.items()
+        }
+    return SimpleNamespace(
+        prepared=run.prepared,
+        workspace=run.workspace,
+        labels=labels,
+        checkpoint=run.checkpoint,
+        results={name: f.result() for name, f in futures.items()},
+    )
 
 
 def test_smoke_training_writes_a_contract_checkpoint(pipeline: SimpleNamespace) -> None:
@@ -345,9 +370,12 @@ CONSTANT = """
     """
 
 
-def test_real_molhiv_anchors(tmp_path: Path, smoke_run: Callable[..., Any],
-                             make_variant: Callable[..., Path],
-                             real_data: Callable[..., Path]) -> None:
+def test_real_molhiv_anchors(
+    tmp_path: Path,
+    smoke_run: Callable[..., Any],
+    make_variant: Callable[..., Path],
+    real_data: Callable[..., Path],
+) -> None:
     real_data(TASK, "hiv.zip")
     prepared = registry.prepare_data(TASK, tmp_path / "data")
     assert not prepared.synthetic

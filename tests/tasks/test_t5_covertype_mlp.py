@@ -45,8 +45,14 @@ P = _load_prepare()
 
 def test_metadata_matches_paper_table_2() -> None:
     s = SPEC
-    assert (s.budget_s, s.metric, s.direction, s.eval_split, s.baseline_score,
-            s.reference_value) == (2400, "accuracy", "higher", "test", 0.806, 0.969)
+    assert (s.budget_s, s.metric, s.direction, s.eval_split, s.baseline_score, s.reference_value) == (
+        2400,
+        "accuracy",
+        "higher",
+        "test",
+        0.806,
+        0.969,
+    )
     assert s.has_heldout and s.locked == ("prepare.py", "taskkit.py")
     assert (s.budget_s, s.metric, s.id) == (P.TIME_BUDGET, P.METRIC, P.TASK_ID)
 
@@ -158,19 +164,30 @@ def pipeline(smoke_run: Callable[..., Any], make_variant: Callable[..., Path]) -
     ckpts = {
         "baseline": run.checkpoint,
         "oracle": make_variant(run, "run_oracle.py", ORACLE, state_dict=one),
-        "thief": make_variant(run, "run_thief.py", THIEF.replace("LABELS", repr(str(labels))),
-                              state_dict=one),
-        "orig_mod": make_variant(run, "run_compiled.py", (run.workspace / "train.py").read_text(),
-                                 rename=lambda k: "_orig_mod." + k),
+        "thief": make_variant(
+            run, "run_thief.py", THIEF.replace("LABELS", repr(str(labels))), state_dict=one
+        ),
+        "orig_mod": make_variant(
+            run,
+            "run_compiled.py",
+            (run.workspace / "train.py").read_text(),
+            rename=lambda k: "_orig_mod." + k,
+        ),
     }
     # one thread per evaluation process: four of them share two cores without oversubscribing
     with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(len(ckpts)) as pool:
         mp.setenv("OMP_NUM_THREADS", "1")
-        futures = {name: pool.submit(registry.evaluate, TASK, ckpt, run.workspace,
-                                     run.prepared.data_dir) for name, ckpt in ckpts.items()}
-    return SimpleNamespace(prepared=run.prepared, workspace=run.workspace, labels=labels,
-                           checkpoint=run.checkpoint,
-                           results={name: f.result() for name, f in futures.items()})
+        futures = {
+            name: pool.submit(registry.evaluate, TASK, ckpt, run.workspace, run.prepared.data_dir)
+            for name, ckpt in ckpts.items()
+        }
+    return SimpleNamespace(
+        prepared=run.prepared,
+        workspace=run.workspace,
+        labels=labels,
+        checkpoint=run.checkpoint,
+        results={name: f.result() for name, f in futures.items()},
+    )
 
 
 def test_prepared_arrays_are_scaled_with_train_statistics(pipeline: SimpleNamespace) -> None:
@@ -277,14 +294,16 @@ MAJORITY = """
     """
 
 
-def test_real_covertype_anchors(tmp_path: Path, smoke_run: Callable[..., Any],
-                                make_variant: Callable[..., Path],
-                                real_data: Callable[..., Path]) -> None:
+def test_real_covertype_anchors(
+    tmp_path: Path,
+    smoke_run: Callable[..., Any],
+    make_variant: Callable[..., Path],
+    real_data: Callable[..., Path],
+) -> None:
     real_data(TASK, "covtype.data.gz")
     prepared = registry.prepare_data(TASK, tmp_path / "data")
     assert not prepared.synthetic
-    with np.load(prepared.agent_dir / "train.npz") as tr, np.load(prepared.agent_dir /
-                                                                  "val.npz") as va:
+    with np.load(prepared.agent_dir / "train.npz") as tr, np.load(prepared.agent_dir / "val.npz") as va:
         sizes = (len(tr["y"]), len(va["y"]))
     labels = np.load(prepared.heldout_dir / "test_labels.npy")
     assert (*sizes, len(labels)) == (464_809, 58_101, 58_102)

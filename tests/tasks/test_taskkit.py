@@ -152,8 +152,15 @@ def test_compiled_model_saved_as_is_is_orig_mod_prefix(ws: Path) -> None:
 def test_predict_isolated_runs_confined(ws: Path) -> None:
     path = _save(ws)
     np.savez(ws / "in.npz", x=np.ones((5, 3), np.float32))
-    pred = taskkit.predict_isolated(path, ws, ws / "in.npz", predict="predict_rows",
-                                    timeout_s=60, memory_mb=4096, prepare_py=ws / "prepare.py")
+    pred = taskkit.predict_isolated(
+        path,
+        ws,
+        ws / "in.npz",
+        predict="predict_rows",
+        timeout_s=60,
+        memory_mb=4096,
+        prepare_py=ws / "prepare.py",
+    )
     assert pred.shape == (5, 2)
     # The child reports who it is through a classified error: unprivileged, no network.
     (ws / "run_t.py").write_text(textwrap.dedent(SCRIPT) + textwrap.dedent("""
@@ -167,8 +174,15 @@ def test_predict_isolated_runs_confined(ws: Path) -> None:
             raise RuntimeError(f"uid={os.getuid()} net={net}")
         """))  # fmt: skip
     with pytest.raises(taskkit.EvalFailure) as info:
-        taskkit.predict_isolated(path, ws, ws / "in.npz", predict="predict_rows",
-                                 timeout_s=60, memory_mb=4096, prepare_py=ws / "prepare.py")
+        taskkit.predict_isolated(
+            path,
+            ws,
+            ws / "in.npz",
+            predict="predict_rows",
+            timeout_s=60,
+            memory_mb=4096,
+            prepare_py=ws / "prepare.py",
+        )
     assert info.value.kind == "build_model_error"
     if os.geteuid() == 0:
         assert "uid=65534" in info.value.detail
@@ -180,8 +194,15 @@ def test_predict_isolated_timeout(ws: Path) -> None:
     np.savez(ws / "in.npz", x=np.ones((1, 3), np.float32))
     (ws / "run_t.py").write_text(textwrap.dedent(SCRIPT) + "\nimport time\ntime.sleep(60)\n")
     with pytest.raises(taskkit.EvalFailure) as info:
-        taskkit.predict_isolated(path, ws, ws / "in.npz", predict="predict_rows",
-                                 timeout_s=3, memory_mb=4096, prepare_py=ws / "prepare.py")
+        taskkit.predict_isolated(
+            path,
+            ws,
+            ws / "in.npz",
+            predict="predict_rows",
+            timeout_s=3,
+            memory_mb=4096,
+            prepare_py=ws / "prepare.py",
+        )
     assert info.value.kind == "timeout"
 
 

@@ -1,0 +1,99 @@
+"""The watchdog and the failure modes of the harness itself."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psutil
+
+from onegc.evidence.integrity import verify_run
+from tests.conftest import monitored, needs_root
+from tests.evidencedb import rows
+
+pytestmark = needs_root
+
+
+def _alive_with(command: str) -> list[psutil.Process]:
+    """Processes whose command line is exactly `command`."""
+    return [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or []) == command.split()]
+
+
+def test_setsid_escapee_is_killed_at_the_budget_and_recorded(runs_dir):
+    marker = f"{1000 + uuid.uuid4().int % 8000}"  # a unique sleep length identifies our processes
+    run = monitored(
+        runs_dir, f"nohup setsid sleep {marker} >/dev/null 2>&1 & sleep {marker}", budget_s=2, grace_s=1
+    )
+    assert not _alive_with(f"sleep {marker}")
+    survivors = rows(
+        run, "SELECT argv, detail->>'stage', detail->>'session' FROM harness_events WHERE kind = 'survivor'"
+    )
+    sleeps = [r for r in survivors if r[1] == "alive_at_deadline" and r[0] == ["sleep", marker]]
+    assert len(sleeps) == 2
+    assert len({r[2] for r in sleeps}) == 2, "the setsid escapee runs in a session of its own"
+    assert rows(run, "SELECT end_reason FROM run") == [("deadline",)]
+
+
+def test_process_ignoring_sigterm_is_killed_after_the_grace(runs_dir):
+    run = monitored(runs_dir, "trap '' TERM; sleep 1000 & wait; sleep 1000", budget_s=1, grace_s=1)
+    stages = {r[0] for r in rows(run, "SELECT detail->>'stage' FROM harness_events WHERE kind='survivor'")}
+    assert "alive_after_grace" in stages
+    assert rows(run, "SELECT count(*) FROM harness_events WHERE kind = 'sigkill'") == [(1,)]
+
+
+def test_killed_harness_leaves_no_process_and_an_incomplete_run(runs_dir):
+    marker = f"{1000 + uuid.uuid4().int % 8000}"
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, %r)\n"
+        "from tests.conftest import monitored\n"
+        "monitored(Path(%r), 'setsid sleep %s & sleep %s', budget_s=600)\n"
+    ) % (os.getcwd(), str(runs_dir), marker, marker)
+    harness = subprocess.Popen([sys.executable, "-c", code])
+    for _ in range(300):
+        if len(_alive_with(f"sleep {marker}")) == 2:
+            break
+        time.sleep(0.05)
+    assert len(_alive_with(f"sleep {marker}")) == 2
+    harness.send_signal(signal.SIGKILL)
+    harness.wait()
+    deadline = time.monotonic() + 5
+    while _alive_with(f"sleep {marker}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive_with(f"sleep {marker}")
+    report = verify_run(runs_dir / "tester" / "t0" / "r1")
+    assert report.status == "incomplete"
+    assert "never sealed" in report.incomplete_reasons[0]
+
+
+def test_dead_supervisor_makes_later_execs_fail_closed(runs_dir):
+    """Kill the seccomp supervisor mid-run: the agent's next exec must fail (ENOSYS), not
+    hang and not run unrecorded; the run is incomplete."""
+    run_dir = runs_dir / "tester" / "t0" / "r1"
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, %r)\n"
+        "from tests.conftest import monitored\n"
+        "monitored(Path(%r), 'touch started; while [ ! -e go ]; do :; done; /bin/true; echo $? > rc', "
+        "budget_s=60)\n"
+    ) % (os.getcwd(), str(runs_dir))
+    harness = subprocess.Popen([sys.executable, "-c", code])
+    ws = run_dir / "workspace"
+    for _ in range(600):
+        if (ws / "started").exists():
+            break
+        time.sleep(0.05)
+    sup = next(
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "onegc.harness.supervisor" in (p.info["cmdline"] or []) and str(run_dir) in p.info["cmdline"]
+    )
+    sup.kill()
+    sup.wait(5)
+    (ws / "go").touch()
+    assert harness.wait(timeout=60) == 0
+    assert (ws / "rc").read_text().strip() == "126"  # bash: exec failed (ENOSYS)
+    assert not rows(run_dir, "SELECT * FROM execs WHERE path = '/bin/true'")
+    report = verify_run(run_dir)
+    assert report.status == "incomplete"
+    assert any("exec_net" in r for r in report.incomplete_reasons)
