@@ -21,6 +21,15 @@ def _alive_with(command: str) -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or []) == command.split()]
 
 
+def _harness_script(runs_dir, script: str, budget_s: float) -> str:
+    """Python source that runs one monitored run in a harness process we can kill."""
+    return (
+        f"import sys; from pathlib import Path; sys.path.insert(0, {os.getcwd()!r})\n"
+        "from tests.conftest import monitored\n"
+        f"monitored(Path({str(runs_dir)!r}), {script!r}, budget_s={budget_s})\n"
+    )
+
+
 def test_setsid_escapee_is_killed_at_the_budget_and_recorded(runs_dir):
     marker = f"{1000 + uuid.uuid4().int % 8000}"  # a unique sleep length identifies our processes
     run = monitored(
@@ -45,11 +54,7 @@ def test_process_ignoring_sigterm_is_killed_after_the_grace(runs_dir):
 
 def test_killed_harness_leaves_no_process_and_an_incomplete_run(runs_dir):
     marker = f"{1000 + uuid.uuid4().int % 8000}"
-    code = (
-        "import sys; from pathlib import Path; sys.path.insert(0, %r)\n"
-        "from tests.conftest import monitored\n"
-        "monitored(Path(%r), 'setsid sleep %s & sleep %s', budget_s=600)\n"
-    ) % (os.getcwd(), str(runs_dir), marker, marker)
+    code = _harness_script(runs_dir, f"setsid sleep {marker} & sleep {marker}", 600)
     harness = subprocess.Popen([sys.executable, "-c", code])
     for _ in range(300):
         if len(_alive_with(f"sleep {marker}")) == 2:
@@ -71,12 +76,9 @@ def test_dead_supervisor_makes_later_execs_fail_closed(runs_dir):
     """Kill the seccomp supervisor mid-run: the agent's next exec must fail (ENOSYS), not
     hang and not run unrecorded; the run is incomplete."""
     run_dir = runs_dir / "tester" / "t0" / "r1"
-    code = (
-        "import sys; from pathlib import Path; sys.path.insert(0, %r)\n"
-        "from tests.conftest import monitored\n"
-        "monitored(Path(%r), 'touch started; while [ ! -e go ]; do :; done; /bin/true; echo $? > rc', "
-        "budget_s=60)\n"
-    ) % (os.getcwd(), str(runs_dir))
+    code = _harness_script(
+        runs_dir, "touch started; while [ ! -e go ]; do :; done; /bin/true; echo $? > rc", 60
+    )
     harness = subprocess.Popen([sys.executable, "-c", code])
     ws = run_dir / "workspace"
     for _ in range(600):
