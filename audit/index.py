@@ -85,7 +85,8 @@ def refresh(root: Path) -> RefreshStats:
         )
         for table in tables:
             parts.setdefault(table, []).append(
-                f"SELECT {lit}, {segment} AS segment, COLUMNS(lambda c: c NOT IN {IDENTITY}) FROM {alias}.{table}"
+                f"SELECT {lit}, {segment} AS segment, COLUMNS(lambda c: c NOT IN {IDENTITY}) "
+                f"FROM {alias}.{table}"
             )
         stats.runs_added += 1
     for table, selects in parts.items():
