@@ -305,8 +305,6 @@ class Monitor:
         spec = self.spec
         preflight()
         self._prepare_dirs()
-        start_wall, start_mono = time.time(), time.monotonic()
-        deadline = start_mono + spec.budget_s
         self.cgroup = RunCgroup.create(f"{spec.label}-{spec.task}-r{spec.rep}-{os.getpid()}")
         self.sensors["cgroup"] = self.cgroup is not None
         if self.cgroup is None:
@@ -359,6 +357,8 @@ class Monitor:
         }
         cfg_path = spec.run_dir / "agent" / "launch.json"
         cfg_path.write_text(json.dumps(config, indent=1))
+        start_wall, start_mono = time.time(), time.monotonic()  # the budget starts with the agent
+        deadline = start_mono + spec.budget_s
         meta = {
             "run_id": f"{spec.label}/{spec.task}/r{spec.rep}",
             "label": spec.label,

@@ -46,7 +46,7 @@ def test_setsid_escapee_is_killed_at_the_budget_and_recorded(runs_dir):
 
 
 def test_process_ignoring_sigterm_is_killed_after_the_grace(runs_dir):
-    run = monitored(runs_dir, "trap '' TERM; sleep 1000 & wait; sleep 1000", budget_s=1, grace_s=1)
+    run = monitored(runs_dir, "trap '' TERM; sleep 1000 & wait; sleep 1000", budget_s=2, grace_s=1)
     stages = {r[0] for r in rows(run, "SELECT detail->>'stage' FROM harness_events WHERE kind='survivor'")}
     assert "alive_after_grace" in stages
     assert rows(run, "SELECT count(*) FROM harness_events WHERE kind = 'sigkill'") == [(1,)]
@@ -67,9 +67,17 @@ def test_killed_harness_leaves_no_process_and_an_incomplete_run(runs_dir):
     while _alive_with(f"sleep {marker}") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive_with(f"sleep {marker}")
-    report = verify_run(runs_dir / "tester" / "t0" / "r1")
+    run_dir = runs_dir / "tester" / "t0" / "r1"
+    report = verify_run(run_dir)
     assert report.status == "incomplete"
     assert "never sealed" in report.incomplete_reasons[0]
+    recovered = subprocess.run([sys.executable, "-c", "from onegc.audit.cli import main; main()", "seal",
+                                str(run_dir), "--recover"], capture_output=True, text=True, timeout=60)
+    assert recovered.returncode == 5, recovered.stderr  # sealed, and still incomplete
+    report = verify_run(run_dir)
+    assert (report.status, report.sealed) == ("incomplete", True)
+    sleeps = f"SELECT count(*) FROM execs WHERE NOT probe AND argv = ['sleep', '{marker}']"
+    assert rows(run_dir, sleeps) == [(2,)]
 
 
 def test_dead_supervisor_makes_later_execs_fail_closed(runs_dir):
