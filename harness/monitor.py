@@ -153,6 +153,25 @@ def writable_roots(exclude: list[Path]) -> list[str]:
     )
 
 
+def gpu_memory(pids: set[int]) -> int | None:
+    """GPU memory used by `pids` (nvidia-smi), None where there is no NVIDIA GPU."""
+    if not pids or shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    total = 0
+    for line in out.splitlines():
+        pid, _, mib = line.partition(",")
+        if pid.strip().isdigit() and int(pid) in pids and mib.strip().isdigit():
+            total += int(mib) * 2**20
+    return total
+
+
 def agent_env(spec: RunSpec) -> dict[str, str]:
     home = spec.scratch / "home"
     cache = home / ".cache"
@@ -268,7 +287,7 @@ class Monitor:
                 except psutil.Error:
                     pass
             cpu = self.cgroup.cpu_seconds() if self.cgroup else None
-            journal.write(nprocs=len(pids), cpu_s=cpu, rss_bytes=rss, gpu_mem_bytes=None)
+            journal.write(nprocs=len(pids), cpu_s=cpu, rss_bytes=rss, gpu_mem_bytes=gpu_memory(set(pids)))
 
     def _tree_pids(self) -> list[int]:
         launcher = self.procs.get("launcher")
