@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from onegc.audit import cmd_run, cmd_seal, cmd_sql, cmd_tasks, cmd_verify
+from onegc.audit import cmd_run, cmd_seal, cmd_sql, cmd_sweep, cmd_tasks, cmd_verify
 from onegc.audit.exitcodes import BAD_INPUT, INTERNAL
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.add_typer(cmd_tasks.app, name="tasks")
 app.command()(cmd_sql.sql)
 app.command()(cmd_sql.query)
 app.command("seal")(cmd_seal.seal_cmd)
+app.add_typer(cmd_sweep.app, name="sweep")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

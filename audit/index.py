@@ -30,7 +30,10 @@ def find_runs(root: Path) -> list[Path]:
     """Sealed run directories below root (or root itself)."""
     if (root / MANIFEST_NAME).exists():
         return [root]
-    return sorted(p.parent for p in root.glob(f"**/{MANIFEST_NAME}") if INDEX_DIR not in p.parts)
+    return sorted(
+        p.parent for p in root.glob(f"**/{MANIFEST_NAME}")
+        if not any(part.startswith(".") for part in p.relative_to(root).parts)  # .attic, .index
+    )
 
 
 def _digest(run_dir: Path) -> str | None:
