@@ -187,8 +187,9 @@ def run_slurm(runs_dir: Path, cells: list[Cell], extra: list[str], retry_incompl
     except ImportError:
         raise RuntimeError("the Slurm executor needs submitit: pip install 'onegc-audit[slurm]'") from None
     executor = submitit.AutoExecutor(folder=str(runs_dir / ".slurm" / "%j"), cluster="slurm")
-    params: dict = {"timeout_min": timeout_min, "slurm_array_parallelism": len(cells),
-                    "gpus_per_node": gpus_per_run}
+    params: dict = {"timeout_min": timeout_min, "slurm_array_parallelism": len(cells)}
+    if gpus_per_run:
+        params["gpus_per_node"] = gpus_per_run
     if partition:
         params["slurm_partition"] = partition
     executor.update_parameters(**params)
