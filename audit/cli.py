@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from onegc.audit import cmd_run, cmd_tasks, cmd_verify
+from onegc.audit import cmd_agents, cmd_run, cmd_tasks, cmd_verify
 from onegc.audit.exitcodes import BAD_INPUT, INTERNAL
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app.command()(cmd_run.run)
 app.command()(cmd_run.demo)
 app.command()(cmd_verify.verify)
 app.add_typer(cmd_tasks.app, name="tasks")
+app.add_typer(cmd_agents.app, name="agents")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

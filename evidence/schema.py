@@ -244,7 +244,9 @@ TABLES: tuple[Table, ...] = (
                 "tool_call (the call's command, or a descendant of it), runtime (the agent CLI's "
                 "main process), or unattributed.",
             ),
-            Column("how", "VARCHAR", "command (argv carries the call's command), descendant, or NULL."),
+            Column(
+                "how", "VARCHAR", "command (argv carries the call's command), descendant, probe, or NULL."
+            ),
             *_tail(),
         ),
     ),

@@ -28,6 +28,7 @@ class Attribution:
     attribution: str
     """tool_call, runtime or unattributed."""
     how: str | None
+    """command, descendant, probe (a failed PATH lookup before that process's exec), or None."""
 
     def row(self) -> dict:
         return {
@@ -107,4 +108,23 @@ def attribute(execs: Iterable[dict], calls: list[ToolCall]) -> list[Attribution]
         if pid not in call.exec_pids:
             call.exec_pids.append(pid)
         out.append(Attribution(seq, pid, call.call_id, "tool_call", how))
+    _probes_follow_their_exec(rows, out, {c.call_id: c for c in calls})
     return out
+
+
+def _probes_follow_their_exec(rows: list[dict], out: list[Attribution], calls: dict[str, ToolCall]) -> None:
+    """A failed PATH probe belongs to whatever the same process exec'd next."""
+    for i, (r, a) in enumerate(zip(rows, out, strict=True)):
+        if not r.get("probe") or a.attribution != "unattributed":
+            continue
+        nxt = next(
+            (
+                b
+                for s, b in zip(rows[i + 1 :], out[i + 1 :], strict=True)
+                if s.get("pid") == r.get("pid") and not s.get("probe")
+            ),
+            None,
+        )
+        if nxt is not None and nxt.call_id is not None:
+            a.call_id, a.attribution, a.how = nxt.call_id, "tool_call", "probe"
+            calls[nxt.call_id].exec_seqs.append(a.exec_seq)

@@ -55,7 +55,7 @@ def write_parsed(post: BeforeSeal, parsed: Parsed) -> None:
         for rec in records:
             journal.write(**rec.row())
     summary = dict(parsed.counts)
-    summary["unattributed_execs"] = sum(a.attribution == "unattributed" for a in attributions)
+    summary["unattributed_processes"] = len({a.pid for a in attributions if a.attribution == "unattributed"})
     post.journal("agent_events").write(
         line=0, source="stream", kind="parse_summary", detail=summary, raw=None
     )
