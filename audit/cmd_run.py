@@ -10,8 +10,9 @@ from rich.console import Console
 
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.evidence.integrity import verify_run
-from onegc.harness.agents import resolve_agent, with_home, write_home_files
+from onegc.harness.agents import PROXY_PORT, resolve_agent, with_home, write_home_files
 from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.harness.proxy import Route, attach_proxy
 from onegc.harness.streams.record import stream_step
 from onegc.tasks import registry
 
@@ -70,6 +71,9 @@ def monitored_run(
         env={**launch.env, **env},
         before_seal=steps,
     )
+    if launch.endpoint is not None:
+        route = Route(launch.endpoint.upstream, launch.endpoint.headers, launch.proxy_prefix)
+        attach_proxy(spec, route, PROXY_PORT)
     run_monitored(spec)
     return run_dir, verify_run(run_dir).to_dict()
 
@@ -86,7 +90,7 @@ def _report(run_dir: Path, integrity: dict, as_json: bool) -> None:
 
 def run(
     task: Annotated[str, typer.Option(help="Task id, t1 ... t7.")],
-    agent: Annotated[str, typer.Option(help="Agent from the dispatch table (command, scripted:NAME).")],
+    agent: Annotated[str, typer.Option(help="Agent from the dispatch table (`agents list`).")],
     command: Annotated[list[str] | None, typer.Argument(help="With --agent command: what to run.")] = None,
     label: Annotated[
         str | None, typer.Option(help="Agent label in the run path (default: the agent's).")

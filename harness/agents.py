@@ -11,6 +11,7 @@ agent's network namespace, and the proxy adds the credentials on the way out.
 (harness/scripted.py).
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -152,6 +153,8 @@ class AgentLaunch:
     """Set for real CLIs: the harness injects the proxy towards it."""
     codex_home: str | None = None
     """Relative to the scratch home; where Codex writes its session rollout."""
+    proxy_prefix: str = ""
+    """Path prefix of the CLI's base URL at the proxy, mapped onto the upstream's base."""
 
 
 def config_path() -> Path:
@@ -270,7 +273,8 @@ def build_cli_launch(entry: AgentEntry, prompt: str, endpoint: Endpoint, binary:
         ]
         argv += ["-m", entry.model, prompt]
         env = {"CODEX_HOME": "{home}/.codex", "ONEGC_MODEL_KEY": PLACEHOLDER_KEY, "TERM": "dumb"}
-        return AgentLaunch(name, name, argv, env, "codex", {".codex/config.toml": config}, endpoint, ".codex")
+        files = {".codex/config.toml": config}
+        return AgentLaunch(name, name, argv, env, "codex", files, endpoint, ".codex", "/v1")
     if entry.cli == "opencode":
         config = {
             "$schema": "https://opencode.ai/config.json",
@@ -302,7 +306,7 @@ def build_cli_launch(entry: AgentEntry, prompt: str, endpoint: Endpoint, binary:
             "TERM": "dumb",
         }
         files = {".config/opencode/opencode.json": json.dumps(config, indent=1)}
-        return AgentLaunch(name, name, argv, env, "opencode", files, endpoint)
+        return AgentLaunch(name, name, argv, env, "opencode", files, endpoint, None, "/v1")
     raise UnknownAgent(f"unknown cli {entry.cli!r}")
 
 
@@ -332,16 +336,7 @@ def resolve_agent(name: str, command: list[str], budget_s: float = 3600.0) -> Ag
 def with_home(launch: AgentLaunch, home: Path) -> AgentLaunch:
     """The launch with `{home}` in its environment replaced by the run's scratch home."""
     env = {k: v.replace("{home}", str(home)) for k, v in launch.env.items()}
-    return AgentLaunch(
-        launch.name,
-        launch.label,
-        launch.argv,
-        env,
-        launch.stream,
-        launch.home_files,
-        launch.endpoint,
-        launch.codex_home,
-    )
+    return dataclasses.replace(launch, env=env)
 
 
 def write_home_files(launch: AgentLaunch, home: Path) -> None:

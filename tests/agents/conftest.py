@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from onegc.harness.agents import AgentLaunch, resolve_agent, with_home, write_home_files
+from onegc.harness.agents import PROXY_PORT, AgentLaunch, resolve_agent, with_home, write_home_files
 from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.harness.proxy import Route, attach_proxy
 from onegc.harness.streams.record import stream_step
 
 WORKSPACE = {
@@ -20,9 +21,10 @@ def run_launch(
     budget_s: float = 30,
     grace_s: float = 1,
     label: str = "agent",
-    before: list | None = None,
-    on_netns=None,
+    route: Route | None = None,
 ) -> Path:
+    """Run `launch` as the agent of a small t0 workspace, its stream parsed before the seal,
+    behind the allow-listing proxy when a route is given; returns the sealed run dir."""
     run_dir = create_run_dir(runs_dir, label, "t0", 1)
     for name, text in WORKSPACE.items():
         (run_dir / "workspace" / name).write_text(text)
@@ -40,10 +42,10 @@ def run_launch(
         grace_s=grace_s,
         locked=["prepare.py"],
         env=launch.env,
-        before_seal=[*(before or []), stream_step(launch.stream or "claude", codex_home)],
+        before_seal=[stream_step(launch.stream or "claude", codex_home)],
     )
-    if on_netns is not None:
-        spec.on_netns = on_netns
+    if route is not None:
+        attach_proxy(spec, route, PROXY_PORT)
     run_monitored(spec)
     return run_dir
 

@@ -95,7 +95,9 @@ def test_unknown_agent_names_the_known_ones():
 
 def test_agents_list_cli_shows_seven_plus_scripted(fake_clis):
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "onegc-audit"), "agents", "list", "--json"], capture_output=True, text=True
+        [str(Path(sys.executable).parent / "onegc-audit"), "agents", "list", "--json"],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     names = [r["name"] for r in json.loads(out.stdout)]
