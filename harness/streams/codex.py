@@ -9,6 +9,7 @@ come from there and the stream's items only add what they know (exit code, statu
 
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,13 @@ BASH_LC = re.compile(r"^(?:/bin/|/usr/bin/)?(?:ba|z)?sh -lc (.*)$", re.S)
 
 def unwrap(command: str) -> str:
     """`/bin/bash -lc 'echo hi'` -> `echo hi` (Codex wraps what the model asked for)."""
-    m = BASH_LC.match(command)
-    if not m:
+    if not BASH_LC.match(command):
         return command
-    inner = m.group(1)
-    if len(inner) >= 2 and inner[0] == inner[-1] == "'":
-        return inner[1:-1].replace("'\\''", "'")
-    if len(inner) >= 2 and inner[0] == inner[-1] == '"':
-        return inner[1:-1]
-    return inner
+    try:
+        parts = shlex.split(command)
+    except ValueError:
+        return command
+    return parts[2] if len(parts) == 3 and parts[1] == "-lc" else command
 
 
 class CodexParser(StreamParser):

@@ -303,3 +303,8 @@ def test_parser_reads_a_file_of_crlf_and_invalid_utf8(tmp_path: Path):
         p = parse_lines("codex", list(fh))
     assert p.counts == {"lines": 2, "turn": 1, "malformed": 1, "blank": 1}
     assert p.events[-1].raw == "\ufffd\ufffd garbage"
+
+
+def test_codex_unwrap_handles_double_quoted_wrapping():
+    assert unwrap('/bin/bash -lc "python3 -c \\"print(1)\\""') == 'python3 -c "print(1)"'
+    assert unwrap("ls -l") == "ls -l"
