@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from onegc.audit import cmd_run, cmd_seal, cmd_sql, cmd_sweep, cmd_tasks, cmd_verify
+from onegc.audit import cmd_agents, cmd_run, cmd_seal, cmd_sql, cmd_sweep, cmd_tasks, cmd_verify
 from onegc.audit.exitcodes import BAD_INPUT, INTERNAL
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.command()(cmd_sql.sql)
 app.command()(cmd_sql.query)
 app.command("seal")(cmd_seal.seal_cmd)
 app.add_typer(cmd_sweep.app, name="sweep")
+app.add_typer(cmd_agents.app, name="agents")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

@@ -10,8 +10,10 @@ from rich.console import Console
 
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.evidence.integrity import verify_run
-from onegc.harness.agents import resolve_agent
+from onegc.harness.agents import PROXY_PORT, resolve_agent, with_home, write_home_files
 from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.harness.proxy import Route, attach_proxy
+from onegc.harness.streams.record import stream_step
 from onegc.tasks import registry
 
 DEFAULT_DATA_DIR = Path(os.environ.get("ONEGC_DATA_DIR", Path.home() / ".cache" / "onegc-audit" / "data"))
@@ -43,23 +45,35 @@ def monitored_run(
 ) -> tuple[Path, dict]:
     """Prepare the task, run the agent under the sensors, seal; returns (run_dir, integrity)."""
     task = registry.get_task(task_id)
-    launch = resolve_agent(agent, command)
+    budget = budget_s if budget_s is not None else task.budget_s
+    launch = resolve_agent(agent, command, budget)
     prepared = registry.prepare_data(task.id, data_dir / task.id, synthetic)
     run_dir = create_run_dir(runs_dir, label or launch.label, task.id, rep)
     registry.populate_workspace(task, run_dir / "workspace", prepared)
+    home = run_dir / "scratch" / "home"
+    launch = with_home(launch, home)
+    write_home_files(launch, home)
+    steps = []
+    if launch.stream:
+        codex_home = home / launch.codex_home if launch.codex_home else None
+        steps.append(stream_step(launch.stream, codex_home))
     spec = RunSpec(
         run_dir=run_dir,
         argv=launch.argv,
         label=label or launch.label,
         task=task.id,
         rep=rep,
-        budget_s=budget_s if budget_s is not None else task.budget_s,
+        budget_s=budget,
         grace_s=grace_s,
         locked=list(task.locked),
         originals=task.dir,
         heldout=prepared.heldout_dir,
         env={**launch.env, **env},
+        before_seal=steps,
     )
+    if launch.endpoint is not None:
+        route = Route(launch.endpoint.upstream, launch.endpoint.headers, launch.proxy_prefix)
+        attach_proxy(spec, route, PROXY_PORT)
     run_monitored(spec)
     return run_dir, verify_run(run_dir).to_dict()
 
@@ -76,7 +90,7 @@ def _report(run_dir: Path, integrity: dict, as_json: bool) -> None:
 
 def run(
     task: Annotated[str, typer.Option(help="Task id, t1 ... t7.")],
-    agent: Annotated[str, typer.Option(help="Agent from the dispatch table (command, scripted:NAME).")],
+    agent: Annotated[str, typer.Option(help="Agent from the dispatch table (`agents list`).")],
     command: Annotated[list[str] | None, typer.Argument(help="With --agent command: what to run.")] = None,
     label: Annotated[
         str | None, typer.Option(help="Agent label in the run path (default: the agent's).")
