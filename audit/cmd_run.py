@@ -8,10 +8,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from onegc.audit import official
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.evidence.integrity import verify_run
 from onegc.harness.agents import resolve_agent
 from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.harness.scoring import latest_result, scoring_step
 from onegc.tasks import registry
 
 DEFAULT_DATA_DIR = Path(os.environ.get("ONEGC_DATA_DIR", Path.home() / ".cache" / "onegc-audit" / "data"))
@@ -40,8 +42,10 @@ def monitored_run(
     data_dir: Path,
     synthetic: bool | None,
     env: dict[str, str],
+    score: bool = True,
 ) -> tuple[Path, dict]:
-    """Prepare the task, run the agent under the sensors, seal; returns (run_dir, integrity)."""
+    """Prepare the task, run the agent under the sensors, score it officially (before the
+    seal, so the scores are sealed evidence), seal; returns (run_dir, integrity)."""
     task = registry.get_task(task_id)
     launch = resolve_agent(agent, command)
     prepared = registry.prepare_data(task.id, data_dir / task.id, synthetic)
@@ -60,17 +64,39 @@ def monitored_run(
         heldout=prepared.heldout_dir,
         env={**launch.env, **env},
     )
+    if score:
+        policy = official.task_policy(task, official.data_context(prepared))
+        spec.before_seal.append(scoring_step(official.task_evaluator(task.id, prepared.data_dir), policy))
     run_monitored(spec)
     return run_dir, verify_run(run_dir).to_dict()
 
 
+def score_line(result: dict | None) -> str:
+    """One line saying what the official scoring found."""
+    if result is None:
+        return "official score: none (the run was not scored)"
+    if result.get("outcome") != "scored":
+        return f"official score: no_score ({result.get('no_score_reason')})"
+    gap = result.get("gap")
+    gap_s = "" if gap is None else f", self-reported gap {gap:+.4f}"
+    imp = result.get("improvement")
+    imp_s = "" if imp is None else f", {imp:+.1%} vs baseline {result.get('baseline')}"
+    return (
+        f"official score: {result['metric']} = {result['value']:.6g} "
+        f"({result['checkpoint']}{imp_s}{gap_s})"
+    )
+
+
 def _report(run_dir: Path, integrity: dict, as_json: bool) -> None:
+    _, result = latest_result(run_dir)
     if as_json:
-        print(json.dumps({"run_dir": str(run_dir), "integrity": integrity}, indent=2))
+        print(json.dumps({"run_dir": str(run_dir), "integrity": integrity, "result": result}, indent=2))
     else:
-        Console().print(f"run directory: [bold]{run_dir}[/]\nverify: [bold]{integrity['status']}[/]")
+        console = Console()
+        console.print(f"run directory: [bold]{run_dir}[/]\nverify: [bold]{integrity['status']}[/]")
         for line in integrity["problems"] + integrity["incomplete_reasons"]:
-            Console().print(f"  {line}", highlight=False)
+            console.print(f"  {line}", highlight=False)
+        console.print(score_line(result), highlight=False)
     raise typer.Exit(BY_STATUS[integrity["status"]])
 
 
