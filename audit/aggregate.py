@@ -164,8 +164,13 @@ def find_run_dirs(root: Path) -> list[Path]:
 
 def collect_runs(root: Path) -> pl.DataFrame:
     """One row per run found under ``root`` with its verdict and facts."""
+    return collect_runs_at(find_run_dirs(root))
+
+
+def collect_runs_at(run_dirs: list[Path]) -> pl.DataFrame:
+    """One row per given run directory with its verdict and facts."""
     rows = []
-    for run_dir in find_run_dirs(root):
+    for run_dir in run_dirs:
         facts = run_facts(run_dir)
         v = run_verdict(run_dir)
         rows.append({**facts, "status": v.status, "score": v.score, "rule": v.rule})
@@ -256,8 +261,9 @@ def leaderboard(df: pl.DataFrame, tasks: dict[str, TaskMeta], thin_below: int = 
             if values:
                 best = max(values) if meta.direction == "higher" else min(values)
             scripts = [v for v in scored["scripts_launched"].to_list() if v is not None]
-            used = [v for v in attempted["budget_used_s"].to_list() if v is not None]
-            budgets = [v for v in attempted["budget_s"].to_list() if v is not None]
+            judged = sub.filter(pl.col("status").is_in(("accepted", "no_score")))  # no dq: Table 8 is a mean
+            used = [v for v in judged["budget_used_s"].to_list() if v is not None]
+            budgets = [v for v in judged["budget_s"].to_list() if v is not None]
             budget = (sum(budgets) / len(budgets)) if budgets else meta.budget_s
             used_mean = sum(used) / len(used) if used else None
             cells.append(

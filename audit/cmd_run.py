@@ -87,7 +87,7 @@ def score_line(result: dict | None) -> str:
     )
 
 
-def _report(run_dir: Path, integrity: dict, as_json: bool) -> None:
+def _report(run_dir: Path, integrity: dict, as_json: bool, leaderboard: bool = False) -> None:
     _, result = latest_result(run_dir)
     if as_json:
         print(json.dumps({"run_dir": str(run_dir), "integrity": integrity, "result": result}, indent=2))
@@ -97,6 +97,13 @@ def _report(run_dir: Path, integrity: dict, as_json: bool) -> None:
         for line in integrity["problems"] + integrity["incomplete_reasons"]:
             console.print(f"  {line}", highlight=False)
         console.print(score_line(result), highlight=False)
+        if leaderboard:
+            from onegc.audit import aggregate as agg
+
+            status, _ = agg.run_status(run_dir)
+            console.print(f"verdict: [bold]{status}[/]\n", highlight=False)
+            board = agg.leaderboard(agg.collect_runs_at([run_dir]), agg.task_metas())
+            print(agg.render_md(board).split("### Table 6")[0].rstrip())
     raise typer.Exit(BY_STATUS[integrity["status"]])
 
 
@@ -157,4 +164,4 @@ def demo(
         synthetic=None,
         env={"ONEGC_TIME_BUDGET_S": "60"},
     )
-    _report(run_dir, integrity, as_json)
+    _report(run_dir, integrity, as_json, leaderboard=True)
