@@ -384,6 +384,9 @@ def tables(board: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
     agg_vals = [a["agg"] for a in board["agents"] if a["agg"] is not None]
     aggmax_vals = [a["agg_max"] for a in board["agents"] if a["agg_max"] is not None]
 
+    def same(x: float | None, y: float | None) -> bool:  # float ties, e.g. (0.38+0.36)/2 vs 0.37
+        return x is not None and y is not None and math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-15)
+
     def bold(s: str, yes: bool) -> str:
         return f"**{s}**" if yes else s
 
@@ -409,18 +412,18 @@ def tables(board: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
                 r4.append(f"– [{n}]{thin}")
             else:
                 std = "" if c["std"] is None else f" ± {c['std']:.4f}"
-                m = bold(f"{c['mean']:.4f}", c["mean"] == best_mean.get(t))
+                m = bold(f"{c['mean']:.4f}", same(c["mean"], best_mean.get(t)))
                 r4.append(f"{m}{std} [{n}]{thin}")
-            r6.append(bold(_f(c["best"]), c["best"] is not None and c["best"] == best_run.get(t)) + thin)
+            r6.append(bold(_f(c["best"]), same(c["best"], best_run.get(t))) + thin)
             r5.append(f"{n} – {_f(c['scripts_mean'], 1)}")
             r8.append(
                 "–"
                 if c["used_min"] is None
                 else f"{c['used_min']:.2f}/{c['budget_min']:.0f} ({c['utilisation_pct']:.1f}%)"
             )
-        r4.append(partial(a, bold(_agg(a["agg"]), bool(agg_vals) and a["agg"] == max(agg_vals))))
+        r4.append(partial(a, bold(_agg(a["agg"]), bool(agg_vals) and same(a["agg"], max(agg_vals)))))
         r6.append(
-            partial(a, bold(_agg(a["agg_max"]), bool(aggmax_vals) and a["agg_max"] == max(aggmax_vals)))
+            partial(a, bold(_agg(a["agg_max"]), bool(aggmax_vals) and same(a["agg_max"], max(aggmax_vals))))
         )
         r4.insert(2, str(a["runs_per_task"]))
         r8.append(
