@@ -31,6 +31,10 @@ THIN_BELOW = 3  # a cell resting on fewer scored runs is marked thin
 TRAIN_SCRIPT = re.compile(r"^(run_.*|train.*)\.py$")
 
 
+class MissingOptional(ValueError):
+    """An optional dependency (matplotlib) is absent: one line saying how to get it."""
+
+
 @dataclass(frozen=True)
 class TaskMeta:
     id: str
@@ -540,9 +544,7 @@ def plot(board: dict, path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ImportError(
-            "--plot needs matplotlib: pip install matplotlib (into this venv)"
-        ) from None
+        raise MissingOptional("--plot needs matplotlib: pip install matplotlib (into this venv)") from None
     pts = [a for a in board["agents"] if a["agg"] is not None and a["scripts_per_task"] is not None]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for a in pts:
