@@ -5,7 +5,17 @@ import sys
 
 import typer
 
-from onegc.audit import cmd_agents, cmd_run, cmd_seal, cmd_sql, cmd_sweep, cmd_tasks, cmd_verify
+from onegc.audit import (
+    cmd_agents,
+    cmd_aggregate,
+    cmd_run,
+    cmd_score,
+    cmd_seal,
+    cmd_sql,
+    cmd_sweep,
+    cmd_tasks,
+    cmd_verify,
+)
 from onegc.audit.exitcodes import BAD_INPUT, INTERNAL
 
 app = typer.Typer(
@@ -17,6 +27,8 @@ app = typer.Typer(
 app.command()(cmd_run.run)
 app.command()(cmd_run.demo)
 app.command()(cmd_verify.verify)
+app.command()(cmd_score.score)
+app.command()(cmd_aggregate.aggregate)
 app.add_typer(cmd_tasks.app, name="tasks")
 app.command()(cmd_sql.sql)
 app.command()(cmd_sql.query)

@@ -15,6 +15,8 @@ import duckdb
 from onegc.evidence.journal import JOURNAL_DIR, check_chain, journal_path
 from onegc.evidence.schema import TABLES
 from onegc.evidence.seal import (
+    ADDENDA_DIRS,
+    ADDENDUM_FORMAT,
     DB_NAME,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
@@ -100,6 +102,47 @@ def _check_database(run_dir: Path, manifest: dict, problems: list[str], reasons:
         con.close()
 
 
+def _check_addenda(run_dir: Path, problems: list[str]) -> None:
+    """Folders added after sealing (rescore/<stamp>/) must each match their own manifest;
+    a folder without one was never sealed or lost it (they appear whole, by rename)."""
+    for top in ADDENDA_DIRS:
+        base = run_dir / top
+        if not base.is_dir():
+            continue
+        for folder in sorted(base.iterdir()):
+            rel = folder.relative_to(run_dir)
+            if folder.name.startswith("."):
+                continue  # an unfinished addendum: never counted (latest_result skips it)
+            mpath = folder / MANIFEST_NAME
+            try:
+                m = json.loads(mpath.read_text())
+            except (OSError, ValueError) as exc:
+                problems.append(f"{rel}: addendum without a readable manifest ({type(exc).__name__})")
+                continue
+            if not isinstance(m, dict) or m.get("format") != ADDENDUM_FORMAT:
+                problems.append(f"{rel}: unknown addendum manifest format")
+                continue
+            if manifest_digest(m) != m.get("digest"):
+                problems.append(f"{rel}: its manifest's digest does not match its content")
+            arts = m.get("artifacts", {})
+            present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+            for extra in sorted(present - set(arts) - {MANIFEST_NAME}):
+                problems.append(f"{rel}/{extra}: file added after sealing")
+            for name, meta in sorted(arts.items()):
+                p = folder / name
+                if not p.is_file():
+                    problems.append(f"{rel}/{name}: sealed artifact is missing")
+                elif sha256_file(p) != meta.get("sha256"):
+                    problems.append(f"{rel}/{name}: content changed since sealing (sha256 mismatch)")
+            for name, head in sorted(m.get("journals", {}).items()):
+                p = folder / name
+                if p.is_file():
+                    check = check_chain(p, p.stem)
+                    problems.extend(f"{rel}/{x}" for x in check.problems)
+                    if (check.records, check.head) != (head.get("records"), head.get("head")):
+                        problems.append(f"{rel}/{name}: journal differs from its seal")
+
+
 def verify_run(run_dir: Path) -> IntegrityReport:
     """Judge the seal of one run directory."""
     if not run_dir.is_dir():
@@ -127,6 +170,7 @@ def verify_run(run_dir: Path) -> IntegrityReport:
         report.problems.append(f"{MANIFEST_NAME}: unreadable ({exc})")
         return report
     _check_manifest(run_dir, manifest, report.problems)
+    _check_addenda(run_dir, report.problems)
     if not report.problems:
         _check_database(run_dir, manifest, report.problems, report.incomplete_reasons)
     report.incomplete_reasons[:0] = list(manifest.get("incomplete_reasons", []))

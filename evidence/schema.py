@@ -271,4 +271,53 @@ TABLES: tuple[Table, ...] = (
     ),
 )
 
+TABLES += (
+    Table(
+        "scores",
+        "Official scoring after the agent phase (paper Step 5): one row per checkpoint found in "
+        "workspace/checkpoints, whether it was a candidate, how it was selected, and what the "
+        "task's original evaluator made of it. The run's official score is the best `official`.",
+        (
+            *_chain(),
+            Column("path", "VARCHAR", "Checkpoint path relative to the workspace."),
+            Column(
+                "observed_t",
+                "DOUBLE",
+                "Wall time of the last write the file sensor saw for it (NULL: never seen written).",
+            ),
+            Column("observed_mono", "DOUBLE", "The same on the harness clock; compared with the deadline."),
+            Column(
+                "after_deadline",
+                "BOOLEAN",
+                "Written (or rewritten) after the deadline: ignored, whatever its mtime says.",
+            ),
+            Column("sha256", "VARCHAR", "Hash of the bytes evaluated (the copy in the eval dir)."),
+            Column("self_reported", "DOUBLE", "self_reported_score stored in the checkpoint, or NULL."),
+            Column(
+                "selected_by",
+                "VARCHAR",
+                "best_self_reported, window (best of its 5-minute window), not_selected (a better "
+                "one shares its window), after_deadline, not_observed, no_self_report.",
+            ),
+            Column("window", "INTEGER", "5-minute window index from the run's start, or NULL."),
+            Column("official", "DOUBLE", "Official metric from the isolated evaluator, or NULL."),
+            Column(
+                "failure",
+                "VARCHAR",
+                "Classified failure of the evaluation (orig_mod_prefix, timeout, missing_script, "
+                "...), or NULL.",
+            ),
+            Column("detail", "VARCHAR", "Failure detail or a note on the row."),
+            Column("eval_seconds", "DOUBLE", "Wall seconds the evaluation of this candidate took."),
+            Column(
+                "gap",
+                "DOUBLE",
+                "Self-reported minus official, signed so that positive = the agent claimed better "
+                "than the evaluator found.",
+            ),
+            *_tail(),
+        ),
+    ),
+)
+
 TABLE_BY_NAME = {t.name: t for t in TABLES}
