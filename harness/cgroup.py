@@ -2,6 +2,7 @@
 counted. On machines without a writable cgroup v2 the harness falls back to being a
 child subreaper and walking its process tree (recorded as a weaker sensor)."""
 
+import os
 import time
 from pathlib import Path
 
@@ -28,11 +29,13 @@ class RunCgroup:
         if root is None:
             return None
         path = root / "onegc" / name
-        for stale in (root / "onegc").glob("*"):  # left by killed harnesses; rmdir fails if populated
-            try:
-                stale.rmdir()
-            except OSError:
-                pass
+        for stale in (root / "onegc").glob("*-*"):
+            owner = stale.name.rsplit("-", 1)[1]
+            if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+                try:  # left by a killed harness; rmdir fails if it still holds a process
+                    stale.rmdir()
+                except OSError:
+                    pass
         try:
             path.mkdir(parents=True)
             (path / "cgroup.procs").stat()
