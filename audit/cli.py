@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from onegc.audit import cmd_run, cmd_tasks, cmd_verify
+from onegc.audit import cmd_rules, cmd_run, cmd_tasks, cmd_verify
 from onegc.audit.exitcodes import BAD_INPUT, INTERNAL
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app.command()(cmd_run.run)
 app.command()(cmd_run.demo)
 app.command()(cmd_verify.verify)
 app.add_typer(cmd_tasks.app, name="tasks")
+app.add_typer(cmd_rules.app, name="rules")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -25,12 +26,14 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from onegc.evidence.seal import SealError
     from onegc.harness.agents import UnknownAgent
     from onegc.harness.monitor import HarnessError
+    from onegc.rules.engine import RuleError
 
     return (
         BadRunDir,
         SealError,
         UnknownAgent,
         HarnessError,
+        RuleError,
         FileNotFoundError,
         NotADirectoryError,
         PermissionError,
