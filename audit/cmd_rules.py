@@ -32,7 +32,7 @@ def _rule(rule_id: str):
     for r in load_rules():
         if r.id.lower() == rule_id.lower():
             return r
-    raise typer.BadParameter(f"no rule {rule_id!r}; see `onegc-audit rules list`")
+    raise ValueError(f"no rule {rule_id!r}; see `onegc-audit rules list`")
 
 
 def _tables_read(sql: str) -> list[str]:

@@ -50,3 +50,15 @@ CREATE TEMP VIEW started AS SELECT * FROM execs WHERE NOT probe;
 -- counts: a folder made just now is rescanned, and what was written into it before its
 -- watch existed is reported that way.
 CREATE TEMP MACRO is_new(ev) AS ev IN ('create', 'moved_to', 'close_write', 'rescan_found');
+
+-- The private /tmp, /var/tmp or /dev/shm of some run (<run>/scratch/{tmp,var_tmp,dev_shm}),
+-- world-writable on the host because each is bound over /tmp inside its own run.
+CREATE TEMP MACRO other_run_scratch(p) AS
+    regexp_matches(p, '/r[0-9]+/scratch/(tmp|var_tmp|dev_shm)(/|$)')
+    AND NOT under(p, (SELECT scratch FROM run_meta));
+
+-- A pip command that only reads (pip list/show/freeze/...): pip still phones home for its
+-- own version check and inspects editable installs with git in their folder. Those side
+-- effects are pip's, not an attempt by the agent.
+CREATE TEMP MACRO pip_readonly(argv) AS regexp_matches(array_to_string(argv, ' '),
+    '(^|[ /])pip[0-9.]* (list|show|freeze|check|--version|-V|config|debug|inspect|help)( |$)');
