@@ -56,31 +56,63 @@ def list_rules(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 
 
 @app.command("explain")
-def explain(rule_id: Annotated[str, typer.Argument(help="Rule id, e.g. R4.")],
-            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def explain(
+    rule_id: Annotated[str, typer.Argument(help="Rule id, e.g. R4.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """The paper's words, what evidence decides the rule, the checks themselves."""
     r = _rule(rule_id)
     strict = load_policy()
     tables = sorted({t for c in r.checks for t in _tables_read(c.sql)})
     if as_json:
-        print(json.dumps({
-            "id": r.id, "title": r.title, "paper": r.paper, "what_and_why": r.desc, "severity": r.severity,
-            "evidence": {t: _describe(t) for t in tables},
-            "exceptions": r.exceptions, "params": r.params, "applies": r.applies,
-            "checks": [
-                {"kind": c.kind, "name": c.name, "needs": c.needs, "unless": c.unless, "sql": c.sql.strip()}
-                for c in r.checks
-            ],
-            "file": r.file,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "id": r.id,
+                    "title": r.title,
+                    "paper": r.paper,
+                    "what_and_why": r.desc,
+                    "severity": r.severity,
+                    "evidence": {t: _describe(t) for t in tables},
+                    "exceptions": r.exceptions,
+                    "params": r.params,
+                    "applies": r.applies,
+                    "checks": [
+                        {
+                            "kind": c.kind,
+                            "name": c.name,
+                            "needs": c.needs,
+                            "unless": c.unless,
+                            "sql": c.sql.strip(),
+                        }
+                        for c in r.checks
+                    ],
+                    "file": r.file,
+                },
+                indent=2,
+            )
+        )
         return
     wrap = textwrap.TextWrapper(width=92, initial_indent="  ", subsequent_indent="  ")
-    lines = [f"{r.id}  {r.title}   (rules/checks/{r.file})", "", "The paper says", wrap.fill(r.paper), "",
-             "What is checked, and why", wrap.fill(r.desc), "", "What it means for the verdict"]
+    lines = [
+        f"{r.id}  {r.title}   (rules/checks/{r.file})",
+        "",
+        "The paper says",
+        wrap.fill(r.paper),
+        "",
+        "What is checked, and why",
+        wrap.fill(r.desc),
+        "",
+        "What it means for the verdict",
+    ]
     if r.severity == "disqualify":
         attempts = "also disqualifies" if r.id in strict.attempt_disqualifies(None) else "is reported only"
-        lines.append(wrap.fill(f"fail -> the run is disqualified. An attempt (the act was tried and blocked) "
-                               f"{attempts} under the default strict policy; a policy file can change that."))
+        lines.append(
+            wrap.fill(
+                f"fail -> the run is disqualified. An attempt (the act was tried and blocked) "
+                f"{attempts} under the default strict policy; a policy file can change that."
+            )
+        )
     elif r.severity == "no_score":
         lines.append(wrap.fill("fail -> the run gets no score (no_score); it is not disqualified."))
     else:
@@ -95,7 +127,8 @@ def explain(rule_id: Annotated[str, typer.Argument(help="Rule id, e.g. R4.")],
         lines += ["", "Parameters (a policy may change them)"] + [f"  {k} = {v}" for k, v in r.params.items()]
     for i, c in enumerate(r.checks, 1):
         cond = (f" (only when the evidence has {', '.join(c.needs)})" if c.needs else "") + (
-            f" (only when the evidence has no {', '.join(c.unless)})" if c.unless else "")
+            f" (only when the evidence has no {', '.join(c.unless)})" if c.unless else ""
+        )
         outcome = "fail" if c.kind == "violation" else "attempt"
         lines += ["", f"Check {i}: {c.name} -> {outcome}{cond}", "  " + c.sql.strip().replace("\n", "\n  ")]
     print("\n".join(lines))

@@ -9,8 +9,13 @@ from rich.console import Console
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.rules.engine import judge, load_policy, verdict_json
 
-STYLE = {"accepted": "green", "no_score": "yellow", "disqualified": "red", "incomplete": "yellow",
-         "tampered": "red"}
+STYLE = {
+    "accepted": "green",
+    "no_score": "yellow",
+    "disqualified": "red",
+    "incomplete": "yellow",
+    "tampered": "red",
+}
 OUTCOME_STYLE = {"pass": "green", "fail": "red", "attempt": "red", "not_applicable": "dim"}
 
 
@@ -54,8 +59,11 @@ def _print(run_dir: Path, v: dict) -> None:
     for p in v["integrity"]["problems"]:
         console.print(f"  [red]tampered:[/] {p}")
     for r in v["rules"]:
-        tag = "" if r["outcome"] in ("pass", "not_applicable") else (
-            " [red](disqualifies)[/]" if r["disqualifies"] else f" ({r['severity']})")
+        tag = (
+            ""
+            if r["outcome"] in ("pass", "not_applicable")
+            else (" [red](disqualifies)[/]" if r["disqualifies"] else f" ({r['severity']})")
+        )
         outcome = f"[{OUTCOME_STYLE[r['outcome']]}]{r['outcome']:<14}[/]"
         console.print(f"  {r['id']:<3} {outcome} {r['title']}{tag}")
         for row in r["rows"][:5]:

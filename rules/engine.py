@@ -33,8 +33,19 @@ VERDICT_FORMAT = "onegc-verdict-1"
 SEVERITIES = ("disqualify", "no_score", "warn")
 ROW_COLUMNS = ("table_name", "seq", "t", "pid", "argv", "path", "sentence")
 MAX_CITED = 25
-RULE_KEYS = ("id", "title", "paper", "desc", "severity", "applies", "tags", "measure", "params", "exceptions",
-             "checks")
+RULE_KEYS = (
+    "id",
+    "title",
+    "paper",
+    "desc",
+    "severity",
+    "applies",
+    "tags",
+    "measure",
+    "params",
+    "exceptions",
+    "checks",
+)
 
 
 class RuleError(Exception):
@@ -130,10 +141,16 @@ class Policy:
 
     def for_rule(self, rule: Rule, task: str | None) -> dict:
         """The rule as this policy applies it to `task`: enabled, severity, params, exceptions."""
-        eff = {"enabled": True, "severity": rule.severity, "params": dict(rule.params),
-               "exceptions": dict(rule.exceptions)}
-        layers = [self.raw.get("rules", {}).get(rule.id, {}),
-                  self.raw.get("tasks", {}).get(task or "", {}).get("rules", {}).get(rule.id, {})]
+        eff = {
+            "enabled": True,
+            "severity": rule.severity,
+            "params": dict(rule.params),
+            "exceptions": dict(rule.exceptions),
+        }
+        layers = [
+            self.raw.get("rules", {}).get(rule.id, {}),
+            self.raw.get("tasks", {}).get(task or "", {}).get("rules", {}).get(rule.id, {}),
+        ]
         for layer in layers:
             for key, value in layer.items():
                 if key in ("params", "exceptions"):
@@ -182,7 +199,7 @@ def _scan_checkpoint(path: Path) -> tuple[str, bool]:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
             found = found or marker in tail + block
-            tail = block[-len(marker):]
+            tail = block[-len(marker) :]
     return h.hexdigest(), found
 
 
@@ -203,8 +220,10 @@ def _derived_tables(con: duckdb.DuckDBPyConnection, workspace: Path) -> None:
             except OSError:
                 continue
             ok = hashlib.sha256(data).hexdigest() == sha
-            con.execute("INSERT INTO workspace_scripts VALUES (?, ?, ?)",
-                        [rel, ok, data.decode("utf-8", "replace") if ok else None])
+            con.execute(
+                "INSERT INTO workspace_scripts VALUES (?, ?, ?)",
+                [rel, ok, data.decode("utf-8", "replace") if ok else None],
+            )
         elif rel.startswith("checkpoints/"):
             try:
                 digest, orig_mod = _scan_checkpoint(p)
@@ -259,16 +278,23 @@ def _query_rows(con: duckdb.DuckDBPyConnection, sql: str, exceptions: dict[str, 
 def _substitute(sql: str, params: dict[str, Any], rule: Rule) -> str:
     text = Template(sql).safe_substitute({k: str(v) for k, v in params.items()})
     if "${" in text:
-        raise RuleError(f"{rule.file}: unknown parameter in {text[text.index('${'):][:40]!r}")
+        raise RuleError(f"{rule.file}: unknown parameter in {text[text.index('${') :][:40]!r}")
     return text
 
 
-def judge_rule(con: duckdb.DuckDBPyConnection, rule: Rule, eff: dict, tables: set[str],
-               attempt_disqualifies: bool) -> dict:
+def judge_rule(
+    con: duckdb.DuckDBPyConnection, rule: Rule, eff: dict, tables: set[str], attempt_disqualifies: bool
+) -> dict:
     """One rule's outcome with the rows that show it."""
     result: dict[str, Any] = {
-        "id": rule.id, "title": rule.title, "severity": eff["severity"], "outcome": "pass",
-        "disqualifies": False, "summary": "", "rows": [], "rows_total": 0,
+        "id": rule.id,
+        "title": rule.title,
+        "severity": eff["severity"],
+        "outcome": "pass",
+        "disqualifies": False,
+        "summary": "",
+        "rows": [],
+        "rows_total": 0,
     }
     if rule.measure is not None:
         measured = _query_rows(con, _substitute(rule.measure, eff["params"], rule), {})
@@ -328,20 +354,33 @@ def _score(con: duckdb.DuckDBPyConnection, direction: str | None) -> dict | None
     ).fetchone()
     if row is None:
         return None
-    return {"official": row[1], "checkpoint": row[0],
-            "direction": direction or "higher (task direction unknown)"}
+    return {
+        "official": row[1],
+        "checkpoint": row[0],
+        "direction": direction or "higher (task direction unknown)",
+    }
 
 
-def judge(run_dir: Path, policy: Policy | None = None,
-          direction_for: Callable[[str], str | None] | None = None) -> dict:
+def judge(
+    run_dir: Path, policy: Policy | None = None, direction_for: Callable[[str], str | None] | None = None
+) -> dict:
     """The verdict of one run: integrity first, then every rule, then the score."""
     policy = policy or load_policy()
     integrity = verify_run(run_dir).to_dict()
     integrity.pop("run_dir", None)  # the verdict must not depend on where the run lies
     verdict: dict[str, Any] = {
-        "format": VERDICT_FORMAT, "run_id": None, "task": None, "status": None, "reasons": [],
-        "disqualified_by": [], "warnings": [], "score": None, "integrity": integrity,
-        "policy": None, "rules_sha256": rules_digest(), "rules": [],
+        "format": VERDICT_FORMAT,
+        "run_id": None,
+        "task": None,
+        "status": None,
+        "reasons": [],
+        "disqualified_by": [],
+        "warnings": [],
+        "score": None,
+        "integrity": integrity,
+        "policy": None,
+        "rules_sha256": rules_digest(),
+        "rules": [],
     }
     if integrity["status"] == "tampered" or not (run_dir / DB_NAME).is_file():
         verdict["status"] = integrity["status"] if integrity["status"] == "tampered" else "incomplete"
@@ -380,7 +419,8 @@ def judge(run_dir: Path, policy: Policy | None = None,
         verdict["status"] = "no_score"
         verdict["reasons"] = [
             "not scored: the evidence holds no official score (official scoring has not run on this run)"
-            if "scores" not in tables else "no checkpoint produced an official score"
+            if "scores" not in tables
+            else "no checkpoint produced an official score"
         ]
     return verdict
 

@@ -68,7 +68,8 @@ pip list > pip_list.txt 2>/dev/null; pip show numpy > /dev/null 2>&1; pip freeze
 head -c 200 "$(python3 -c 'import os; print(os.__file__)')" > /dev/null
 ls /usr/lib > /dev/null; cat /etc/os-release > /dev/null; nproc > /dev/null
 mkdir -p $TMPDIR/work && echo scratch > $TMPDIR/work/notes.txt && cd $TMPDIR/work && ls > /dev/null && cd -
-git init -q . && git -c user.name=a -c user.email=a@b.c add -A && git -c user.name=a -c user.email=a@b.c commit -qm base
+export GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@b.c GIT_COMMITTER_NAME=a GIT_COMMITTER_EMAIL=a@b.c
+git init -q . && git add -A && git commit -qm base
 sed 's/range(20)/range(10)/' train.py > run_3.py && python3 run_3.py && cp prepare.py /tmp/prepare_copy.py
 grep -n build_model run_3.py > /dev/null; python3 -c "import prepare" 2>/dev/null; true
 """
@@ -104,8 +105,11 @@ def test_clean_agent_is_not_disqualified(name, runs_dir):
     run, verdict = judged(runs_dir, script, files=files, **kw)
     assert verdict["status"] in ("accepted", "no_score"), verdict["reasons"]
     assert verdict["disqualified_by"] == []
-    flagged = {r["id"]: [row["output"] for row in r["rows"]] for r in verdict["rules"]
-               if r["id"].startswith("R") and r["outcome"] in ("fail", "attempt")}
+    flagged = {
+        r["id"]: [row["output"] for row in r["rows"]]
+        for r in verdict["rules"]
+        if r["id"].startswith("R") and r["outcome"] in ("fail", "attempt")
+    }
     assert flagged == {}, flagged
     assert (run / "workspace" / "checkpoints").is_dir(), "the clean agent really trained"
     w3 = next(r for r in verdict["rules"] if r["id"] == "W3")

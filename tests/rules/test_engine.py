@@ -16,7 +16,10 @@ from onegc.rules.engine import CHECKS_DIR, RULE_KEYS, judge, load_policy, load_r
 from tests.conftest import monitored, needs_root
 
 CLI = [sys.executable, "-c", "from onegc.audit.cli import main; main()"]
-CONNECT = "python3 -c \"import socket; s = socket.socket(); s.settimeout(1)\ntry: s.connect(('192.0.2.7', 443))\nexcept OSError: pass\""
+CONNECT = (
+    "python3 -c \"import socket; s = socket.socket(); s.settimeout(1)\n"
+    "try: s.connect(('192.0.2.7', 443))\nexcept OSError: pass\""
+)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -29,7 +32,10 @@ def tree_state(root: Path) -> dict:
         for name in files:
             p = Path(dirpath, name)
             st = p.lstat()
-            out[str(p)] = (st.st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None)
+            out[str(p)] = (
+                st.st_mtime_ns,
+                hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None,
+            )
     return out
 
 
@@ -66,8 +72,10 @@ def test_verify_writes_nothing_is_reproducible_and_records_the_policy(runs_dir):
 def test_policy_exception_hook_and_cli_exit_codes(runs_dir, tmp_path):
     run = monitored(runs_dir, CONNECT)
     policy = tmp_path / "site.toml"
-    policy.write_text('name = "site"\nattempt_disqualifies = ["R3"]\n'
-                      '[rules.R3.exceptions]\nallowed_endpoints = "path = \'192.0.2.7 port 443\'"\n')
+    policy.write_text(
+        'name = "site"\nattempt_disqualifies = ["R3"]\n'
+        "[rules.R3.exceptions]\nallowed_endpoints = \"path = '192.0.2.7 port 443'\"\n"
+    )
     res = cli("verify", str(run), "--json", "--policy", str(policy))
     verdict = json.loads(res.stdout)
     assert res.returncode == NO_SCORE, res.stderr
@@ -89,8 +97,14 @@ def test_rules_list_and_explain_read_like_documentation():
     assert res.returncode == 0 and len(res.stdout.splitlines()) == len(load_rules())
     res = cli("rules", "explain", "R4")
     assert res.returncode == 0
-    for words in ("no additional libraries may be installed", "Evidence that decides it", "execs:",
-                  "file_events:", "Check 1:", "SELECT"):
+    for words in (
+        "no additional libraries may be installed",
+        "Evidence that decides it",
+        "execs:",
+        "file_events:",
+        "Check 1:",
+        "SELECT",
+    ):
         assert words in res.stdout
     assert cli("rules", "explain", "R99").returncode == 2
 
