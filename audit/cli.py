@@ -5,7 +5,18 @@ import sys
 
 import typer
 
-from onegc.audit import cmd_rules, cmd_run, cmd_tasks, cmd_verify
+from onegc.audit import (
+    cmd_agents,
+    cmd_aggregate,
+    cmd_rules,
+    cmd_run,
+    cmd_score,
+    cmd_seal,
+    cmd_sql,
+    cmd_sweep,
+    cmd_tasks,
+    cmd_verify,
+)
 from onegc.audit.exitcodes import BAD_INPUT, INTERNAL
 
 app = typer.Typer(
@@ -17,7 +28,14 @@ app = typer.Typer(
 app.command()(cmd_run.run)
 app.command()(cmd_run.demo)
 app.command()(cmd_verify.verify)
+app.command()(cmd_score.score)
+app.command()(cmd_aggregate.aggregate)
 app.add_typer(cmd_tasks.app, name="tasks")
+app.command()(cmd_sql.sql)
+app.command()(cmd_sql.query)
+app.command("seal")(cmd_seal.seal_cmd)
+app.add_typer(cmd_sweep.app, name="sweep")
+app.add_typer(cmd_agents.app, name="agents")
 app.add_typer(cmd_rules.app, name="rules")
 
 

@@ -8,10 +8,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from onegc.audit import official
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.evidence.integrity import verify_run
-from onegc.harness.agents import resolve_agent
+from onegc.harness.agents import PROXY_PORT, resolve_agent, with_home, write_home_files
 from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.harness.proxy import Route, attach_proxy
+from onegc.harness.scoring import latest_result, scoring_step
+from onegc.harness.streams.record import stream_step
 from onegc.tasks import registry
 
 DEFAULT_DATA_DIR = Path(os.environ.get("ONEGC_DATA_DIR", Path.home() / ".cache" / "onegc-audit" / "data"))
@@ -40,43 +44,86 @@ def monitored_run(
     data_dir: Path,
     synthetic: bool | None,
     env: dict[str, str],
+    score: bool = True,
 ) -> tuple[Path, dict]:
-    """Prepare the task, run the agent under the sensors, seal; returns (run_dir, integrity)."""
+    """Prepare the task, run the agent under the sensors, score it officially (before the
+    seal, so the scores are sealed evidence), seal; returns (run_dir, integrity)."""
     task = registry.get_task(task_id)
-    launch = resolve_agent(agent, command)
+    budget = budget_s if budget_s is not None else task.budget_s
+    launch = resolve_agent(agent, command, budget)
     prepared = registry.prepare_data(task.id, data_dir / task.id, synthetic)
     run_dir = create_run_dir(runs_dir, label or launch.label, task.id, rep)
     registry.populate_workspace(task, run_dir / "workspace", prepared)
+    home = run_dir / "scratch" / "home"
+    launch = with_home(launch, home)
+    write_home_files(launch, home)
+    steps = []
+    if launch.stream:
+        codex_home = home / launch.codex_home if launch.codex_home else None
+        steps.append(stream_step(launch.stream, codex_home))
     spec = RunSpec(
         run_dir=run_dir,
         argv=launch.argv,
         label=label or launch.label,
         task=task.id,
         rep=rep,
-        budget_s=budget_s if budget_s is not None else task.budget_s,
+        budget_s=budget,
         grace_s=grace_s,
         locked=list(task.locked),
         originals=task.dir,
         heldout=prepared.heldout_dir,
         env={**launch.env, **env},
+        before_seal=steps,
     )
+    if launch.endpoint is not None:
+        route = Route(launch.endpoint.upstream, launch.endpoint.headers, launch.proxy_prefix)
+        attach_proxy(spec, route, PROXY_PORT)
+    if score:
+        policy = official.task_policy(task, official.data_context(prepared))
+        spec.before_seal.append(scoring_step(official.task_evaluator(task.id, prepared.data_dir), policy))
     run_monitored(spec)
     return run_dir, verify_run(run_dir).to_dict()
 
 
-def _report(run_dir: Path, integrity: dict, as_json: bool) -> None:
+def score_line(result: dict | None) -> str:
+    """One line saying what the official scoring found."""
+    if result is None:
+        return "official score: none (the run was not scored)"
+    if result.get("outcome") != "scored":
+        return f"official score: no_score ({result.get('no_score_reason')})"
+    gap = result.get("gap")
+    gap_s = "" if gap is None else f", self-reported gap {gap:+.4f}"
+    imp = result.get("improvement")
+    imp_s = "" if imp is None else f", {imp:+.1%} vs baseline {result.get('baseline')}"
+    return (
+        f"official score: {result['metric']} = {result['value']:.6g} "
+        f"({result['checkpoint']}{imp_s}{gap_s})"
+    )
+
+
+def _report(run_dir: Path, integrity: dict, as_json: bool, leaderboard: bool = False) -> None:
+    _, result = latest_result(run_dir)
     if as_json:
-        print(json.dumps({"run_dir": str(run_dir), "integrity": integrity}, indent=2))
+        print(json.dumps({"run_dir": str(run_dir), "integrity": integrity, "result": result}, indent=2))
     else:
-        Console().print(f"run directory: [bold]{run_dir}[/]\nverify: [bold]{integrity['status']}[/]")
+        console = Console()
+        console.print(f"run directory: [bold]{run_dir}[/]\nverify: [bold]{integrity['status']}[/]")
         for line in integrity["problems"] + integrity["incomplete_reasons"]:
-            Console().print(f"  {line}", highlight=False)
+            console.print(f"  {line}", highlight=False)
+        console.print(score_line(result), highlight=False)
+        if leaderboard:
+            from onegc.audit import aggregate as agg
+
+            status, _ = agg.run_status(run_dir)
+            console.print(f"verdict: [bold]{status}[/]\n", highlight=False)
+            board = agg.leaderboard(agg.collect_runs_at([run_dir]), agg.task_metas())
+            print(agg.render_md(board).split("### Table 6")[0].rstrip())
     raise typer.Exit(BY_STATUS[integrity["status"]])
 
 
 def run(
     task: Annotated[str, typer.Option(help="Task id, t1 ... t7.")],
-    agent: Annotated[str, typer.Option(help="Agent from the dispatch table (command, scripted:NAME).")],
+    agent: Annotated[str, typer.Option(help="Agent from the dispatch table (`agents list`).")],
     command: Annotated[list[str] | None, typer.Argument(help="With --agent command: what to run.")] = None,
     label: Annotated[
         str | None, typer.Option(help="Agent label in the run path (default: the agent's).")
@@ -131,4 +178,4 @@ def demo(
         synthetic=None,
         env={"ONEGC_TIME_BUDGET_S": "60"},
     )
-    _report(run_dir, integrity, as_json)
+    _report(run_dir, integrity, as_json, leaderboard=True)

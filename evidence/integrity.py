@@ -6,6 +6,7 @@ read-only, so verifying never changes the evidence).
 """
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,8 @@ import duckdb
 from onegc.evidence.journal import JOURNAL_DIR, check_chain, journal_path
 from onegc.evidence.schema import TABLES
 from onegc.evidence.seal import (
+    ADDENDA_DIRS,
+    ADDENDUM_FORMAT,
     DB_NAME,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
@@ -22,6 +25,7 @@ from onegc.evidence.seal import (
     sha256_file,
 )
 
+SAFE_TABLE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 Status = Literal["intact", "tampered", "incomplete"]
 
 
@@ -41,6 +45,22 @@ class IntegrityReport:
         return asdict(self)
 
 
+def sealed_journals(manifest: dict, problems: list[str]) -> dict[str, dict]:
+    """The journals the seal lists. A run sealed before a table existed simply lacks it:
+    the seal, not today's schema, says what the record holds."""
+    journals = manifest.get("journals")
+    if not isinstance(journals, dict) or not journals:
+        problems.append("manifest: lists no journals")
+        return {}
+    good = {}
+    for name, expected in journals.items():
+        if not (isinstance(name, str) and SAFE_TABLE.match(name) and isinstance(expected, dict)):
+            problems.append(f"manifest: malformed journal entry {name!r}")
+            continue
+        good[name] = expected
+    return good
+
+
 def _check_manifest(run_dir: Path, manifest: dict, problems: list[str]) -> None:
     if manifest.get("format") != MANIFEST_FORMAT:
         problems.append(f"manifest: unknown format {manifest.get('format')!r}")
@@ -57,17 +77,17 @@ def _check_manifest(run_dir: Path, manifest: dict, problems: list[str]) -> None:
     for extra in sorted((run_dir / JOURNAL_DIR).glob("*")):
         if str(extra.relative_to(run_dir)) not in artifacts:
             problems.append(f"{extra.relative_to(run_dir)}: file added to the journals after sealing")
-    for table in TABLES:
-        expected = manifest.get("journals", {}).get(table.name)
-        path = journal_path(run_dir, table.name)
-        if expected is None or not path.exists():
-            problems.append(f"{table.name}: journal missing from the seal")
+    journals = sealed_journals(manifest, problems)
+    for name, expected in journals.items():
+        path = journal_path(run_dir, name)
+        if not path.exists():
+            problems.append(f"{name}: sealed journal is missing")
             continue
-        check = check_chain(path, table.name)
+        check = check_chain(path, name)
         problems.extend(check.problems)
         if (check.records, check.head) != (expected.get("records"), expected.get("head")):
             problems.append(
-                f"{table.name}: journal has {check.records} records / head {check.head[:12]}, "
+                f"{name}: journal has {check.records} records / head {check.head[:12]}, "
                 f"the seal says {expected.get('records')} / {str(expected.get('head'))[:12]}"
             )
 
@@ -83,13 +103,12 @@ def _check_database(run_dir: Path, manifest: dict, problems: list[str], reasons:
             (name, (records, head))
             for name, records, head in con.execute("SELECT * FROM journals").fetchall()
         )
-        for table in TABLES:
-            expected = manifest.get("journals", {}).get(table.name, {})
-            count, last = con.execute(f"SELECT count(*), arg_max(h, seq) FROM {table.name}").fetchone()
-            if heads.get(table.name) != (expected.get("records"), expected.get("head")):
-                problems.append(f"{DB_NAME}: chain head of {table.name} differs from the manifest")
+        for name, expected in sealed_journals(manifest, []).items():
+            count, last = con.execute(f"SELECT count(*), arg_max(h, seq) FROM {name}").fetchone()
+            if heads.get(name) != (expected.get("records"), expected.get("head")):
+                problems.append(f"{DB_NAME}: chain head of {name} differs from the manifest")
             if count != expected.get("records") or (last or "") != expected.get("head"):
-                problems.append(f"{DB_NAME}: rows of {table.name} differ from its journal")
+                problems.append(f"{DB_NAME}: rows of {name} differ from its journal")
         for sensor, counter, value in con.execute(
             "SELECT sensor, counter, value FROM sensor_health WHERE lossy AND value > 0"
         ).fetchall():
@@ -98,6 +117,47 @@ def _check_database(run_dir: Path, manifest: dict, problems: list[str], reasons:
         problems.append(f"{DB_NAME}: unreadable ({str(exc).splitlines()[0]})")
     finally:
         con.close()
+
+
+def _check_addenda(run_dir: Path, problems: list[str]) -> None:
+    """Folders added after sealing (rescore/<stamp>/) must each match their own manifest;
+    a folder without one was never sealed or lost it (they appear whole, by rename)."""
+    for top in ADDENDA_DIRS:
+        base = run_dir / top
+        if not base.is_dir():
+            continue
+        for folder in sorted(base.iterdir()):
+            rel = folder.relative_to(run_dir)
+            if folder.name.startswith("."):
+                continue  # an unfinished addendum: never counted (latest_result skips it)
+            mpath = folder / MANIFEST_NAME
+            try:
+                m = json.loads(mpath.read_text())
+            except (OSError, ValueError) as exc:
+                problems.append(f"{rel}: addendum without a readable manifest ({type(exc).__name__})")
+                continue
+            if not isinstance(m, dict) or m.get("format") != ADDENDUM_FORMAT:
+                problems.append(f"{rel}: unknown addendum manifest format")
+                continue
+            if manifest_digest(m) != m.get("digest"):
+                problems.append(f"{rel}: its manifest's digest does not match its content")
+            arts = m.get("artifacts", {})
+            present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+            for extra in sorted(present - set(arts) - {MANIFEST_NAME}):
+                problems.append(f"{rel}/{extra}: file added after sealing")
+            for name, meta in sorted(arts.items()):
+                p = folder / name
+                if not p.is_file():
+                    problems.append(f"{rel}/{name}: sealed artifact is missing")
+                elif sha256_file(p) != meta.get("sha256"):
+                    problems.append(f"{rel}/{name}: content changed since sealing (sha256 mismatch)")
+            for name, head in sorted(m.get("journals", {}).items()):
+                p = folder / name
+                if p.is_file():
+                    check = check_chain(p, p.stem)
+                    problems.extend(f"{rel}/{x}" for x in check.problems)
+                    if (check.records, check.head) != (head.get("records"), head.get("head")):
+                        problems.append(f"{rel}/{name}: journal differs from its seal")
 
 
 def verify_run(run_dir: Path) -> IntegrityReport:
@@ -127,6 +187,7 @@ def verify_run(run_dir: Path) -> IntegrityReport:
         report.problems.append(f"{MANIFEST_NAME}: unreadable ({exc})")
         return report
     _check_manifest(run_dir, manifest, report.problems)
+    _check_addenda(run_dir, report.problems)
     if not report.problems:
         _check_database(run_dir, manifest, report.problems, report.incomplete_reasons)
     report.incomplete_reasons[:0] = list(manifest.get("incomplete_reasons", []))

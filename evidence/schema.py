@@ -167,6 +167,158 @@ TABLES: tuple[Table, ...] = (
             *_tail(),
         ),
     ),
+    Table(
+        "tool_calls",
+        "Every tool call the agent's CLI reported in its structured stream (and, for Codex, "
+        "its session rollout), normalised across CLIs, with the exec records tied to it.",
+        (
+            *_chain(),
+            Column("call_id", "VARCHAR", "The CLI's id for the call (tool_use id, call_id, item id)."),
+            Column("tool", "VARCHAR", "Tool name as the CLI reported it (Bash, exec_command, bash, ...)."),
+            Column("input", "JSON", "Tool input as the model gave it."),
+            Column("command", "VARCHAR", "The shell command, for shell tools; NULL otherwise."),
+            Column("started_t", "DOUBLE", "Wall time the call started, when the stream says; else NULL."),
+            Column("ended_t", "DOUBLE", "Wall time the call ended, when the stream says; else NULL."),
+            Column("output", "VARCHAR", "Output the CLI returned to the model (capped at 64 KiB)."),
+            Column("exit_code", "INTEGER", "Exit status of a shell command, when known."),
+            Column(
+                "status",
+                "VARCHAR",
+                "completed, error (tool error or failed command), denied (permission or sandbox "
+                "refusal), or pending (no result ever arrived).",
+            ),
+            Column("error", "VARCHAR", "Error text, when the CLI gave one."),
+            Column("parent_call_id", "VARCHAR", "Calling tool for sub-agent calls; NULL at top level."),
+            Column("exec_seqs", "BIGINT[]", "seq of the execs rows tied to the call (exec_attribution)."),
+            Column("exec_pids", "BIGINT[]", "Distinct pids of those execs."),
+            Column("source", "VARCHAR", "stream (agent/stdout.log) or rollout (Codex session file)."),
+            Column("line", "INTEGER", "1-based line of the stream (or rollout) where the call appeared."),
+            *_tail(),
+        ),
+    ),
+    Table(
+        "messages",
+        "What the agent said: assistant text and reasoning, user/system text, merged per "
+        "message id and kind, for phrase search.",
+        (
+            *_chain(),
+            Column("role", "VARCHAR", "assistant, user or system."),
+            Column("kind", "VARCHAR", "text or reasoning."),
+            Column("text", "VARCHAR", "The text."),
+            Column("msg_id", "VARCHAR", "The CLI's message id, when it has one."),
+            Column("line", "INTEGER", "1-based line of the stream where the message began."),
+            *_tail(),
+        ),
+    ),
+    Table(
+        "agent_events",
+        "Everything else in the agent's stream: init, retries, errors, usage, the final result, "
+        "and every unknown or malformed line kept verbatim (kind unknown / malformed).",
+        (
+            *_chain(),
+            Column("line", "INTEGER", "1-based line of the stream (0 for a summary row)."),
+            Column("source", "VARCHAR", "stream or rollout."),
+            Column(
+                "kind",
+                "VARCHAR",
+                "init, result, api_retry, error, usage, turn, stream_event, unknown, malformed, "
+                "parse_summary, ...",
+            ),
+            Column("detail", "JSON", "Kind-specific fields (for parse_summary: the counts)."),
+            Column("raw", "VARCHAR", "The line verbatim (capped at 64 KiB) for unknown and malformed lines."),
+            *_tail(),
+        ),
+    ),
+    Table(
+        "exec_attribution",
+        "One row per execs row: which tool call it belongs to, or that it is the agent "
+        "runtime itself, or that no tool call is behind it (what the machine saw that the "
+        "agent did not report).",
+        (
+            *_chain(),
+            Column("exec_seq", "BIGINT", "seq of the execs row."),
+            Column("pid", "BIGINT", "Its pid."),
+            Column("call_id", "VARCHAR", "The tool call behind it, or NULL."),
+            Column(
+                "attribution",
+                "VARCHAR",
+                "tool_call (the call's command, or a descendant of it), runtime (the agent CLI's "
+                "main process), or unattributed.",
+            ),
+            Column(
+                "how", "VARCHAR", "command (argv carries the call's command), descendant, probe, or NULL."
+            ),
+            *_tail(),
+        ),
+    ),
+    Table(
+        "proxy_connections",
+        "Every TCP connection to the allow-listing proxy the harness injects into the agent's "
+        "network namespace: who made it (pid via the socket inode), where it wanted to go, "
+        "and the verdict. Only the agent runtime's main process may reach its model endpoint.",
+        (
+            *_chain(),
+            Column("listen", "VARCHAR", "host:port the proxy listened on inside the namespace."),
+            Column("client_port", "INTEGER", "Source port of the connection (inside the namespace)."),
+            Column("pid", "BIGINT", "Process owning the client socket (host view), or NULL if not found."),
+            Column("argv", "VARCHAR[]", "Its command line."),
+            Column("target", "VARCHAR", "Requested upstream (CONNECT host:port, or the routed base URL)."),
+            Column("verdict", "VARCHAR", "allowed or refused."),
+            Column("reason", "VARCHAR", "Why refused (not_runtime, not_endpoint, unknown_owner, ...)."),
+            Column("bytes_up", "BIGINT", "Bytes relayed to upstream (allowed connections)."),
+            Column("bytes_down", "BIGINT", "Bytes relayed back."),
+            *_tail(),
+        ),
+    ),
+)
+
+TABLES += (
+    Table(
+        "scores",
+        "Official scoring after the agent phase (paper Step 5): one row per checkpoint found in "
+        "workspace/checkpoints, whether it was a candidate, how it was selected, and what the "
+        "task's original evaluator made of it. The run's official score is the best `official`.",
+        (
+            *_chain(),
+            Column("path", "VARCHAR", "Checkpoint path relative to the workspace."),
+            Column(
+                "observed_t",
+                "DOUBLE",
+                "Wall time of the last write the file sensor saw for it (NULL: never seen written).",
+            ),
+            Column("observed_mono", "DOUBLE", "The same on the harness clock; compared with the deadline."),
+            Column(
+                "after_deadline",
+                "BOOLEAN",
+                "Written (or rewritten) after the deadline: ignored, whatever its mtime says.",
+            ),
+            Column("sha256", "VARCHAR", "Hash of the bytes evaluated (the copy in the eval dir)."),
+            Column("self_reported", "DOUBLE", "self_reported_score stored in the checkpoint, or NULL."),
+            Column(
+                "selected_by",
+                "VARCHAR",
+                "best_self_reported, window (best of its 5-minute window), not_selected (a better "
+                "one shares its window), after_deadline, not_observed, no_self_report.",
+            ),
+            Column("window", "INTEGER", "5-minute window index from the run's start, or NULL."),
+            Column("official", "DOUBLE", "Official metric from the isolated evaluator, or NULL."),
+            Column(
+                "failure",
+                "VARCHAR",
+                "Classified failure of the evaluation (orig_mod_prefix, timeout, missing_script, "
+                "...), or NULL.",
+            ),
+            Column("detail", "VARCHAR", "Failure detail or a note on the row."),
+            Column("eval_seconds", "DOUBLE", "Wall seconds the evaluation of this candidate took."),
+            Column(
+                "gap",
+                "DOUBLE",
+                "Self-reported minus official, signed so that positive = the agent claimed better "
+                "than the evaluator found.",
+            ),
+            *_tail(),
+        ),
+    ),
 )
 
 TABLE_BY_NAME = {t.name: t for t in TABLES}

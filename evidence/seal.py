@@ -20,8 +20,12 @@ from onegc.evidence.schema import TABLES
 DB_NAME = "evidence.duckdb"
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "onegc-manifest-1"
-# Artifacts sealed beside the journals when present (the agent's raw output streams).
-SEALED_LOGS = ("agent/stdout.log", "agent/stderr.log")
+# Artifacts sealed beside the journals when present (the agent's raw output streams, the
+# official result written by the scoring step).
+SEALED_LOGS = ("agent/stdout.log", "agent/stderr.log", "result.json")
+# Later additions to a sealed run (e.g. rescore/<stamp>/): each folder seals itself.
+ADDENDA_DIRS = ("rescore",)
+ADDENDUM_FORMAT = "onegc-addendum-1"
 
 RUN_COLUMNS = (
     ("run_id", "VARCHAR"),
@@ -176,4 +180,31 @@ def seal(run_dir: Path, *, complete: bool, reasons: list[str]) -> dict:
     tmp = manifest_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     os.replace(tmp, manifest_path)
+    return manifest
+
+
+def seal_addendum(folder: Path, meta: dict) -> dict:
+    """Seal a folder added to an already sealed run (a rescore): the sha256 of each of its
+    files, the chain head of each journal in it, and a digest; the run's own seal is left
+    as it is. ``meta`` (who/when/why) goes into the manifest."""
+    path = folder / MANIFEST_NAME
+    if path.exists():
+        raise SealError(f"{folder} is already sealed")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    manifest = {
+        "format": ADDENDUM_FORMAT,
+        "meta": meta,
+        "sealed_at": time.time(),
+        "artifacts": {
+            str(p.relative_to(folder)): {"sha256": sha256_file(p), "size": p.stat().st_size}
+            for p in files
+        },
+        "journals": {},
+    }
+    for p in files:
+        if p.suffix == ".jsonl":
+            check = check_chain(p, p.stem)
+            manifest["journals"][str(p.relative_to(folder))] = {"records": check.records, "head": check.head}
+    manifest["digest"] = manifest_digest(manifest)
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

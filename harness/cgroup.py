@@ -28,6 +28,11 @@ class RunCgroup:
         if root is None:
             return None
         path = root / "onegc" / name
+        for stale in (root / "onegc").glob("*"):  # left by killed harnesses; rmdir fails if populated
+            try:
+                stale.rmdir()
+            except OSError:
+                pass
         try:
             path.mkdir(parents=True)
             (path / "cgroup.procs").stat()

@@ -4,6 +4,8 @@ Runs as root, spawned by the harness:  python -m onegc.harness.launcher CONFIG_J
 1. dies with the harness (PDEATHSIG) and enters the run's cgroup;
 2. new network namespace holding only loopback, new mount namespace (private /tmp,
    /var/tmp, /dev/shm; paths the agent needs made reachable), new pid namespace;
+   if asked, reports the fresh network namespace and waits while the harness binds its
+   proxy inside it;
 3. installs the seccomp filter and hands the listener to the supervisor;
 4. forks the namespace's init (pid 1: dies with us, so a killed harness leaves no
    process of the run), which forks the agent as the unprivileged user and reaps.
@@ -118,6 +120,14 @@ def main() -> None:
         Path(cfg["cgroup_procs"]).write_text("0")
     unshare(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID)
     loopback_up()
+    if cfg.get("netns_fds"):  # the harness injects its proxy into our namespace, then lets us go
+        ready_w, go_r = cfg["netns_fds"]
+        os.write(ready_w, b"netns\n")
+        os.close(ready_w)
+        go = os.read(go_r, 16)
+        os.close(go_r)
+        if not go.startswith(b"go"):
+            os._exit(3)
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     expose(cfg["expose"])
     for target, source in cfg["private_mounts"]:

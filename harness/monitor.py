@@ -66,6 +66,9 @@ class RunSpec:
     agent_uid: int = AGENT_UID
     sample_interval_s: float = 1.0
     before_seal: list[Callable[[BeforeSeal], None]] = field(default_factory=list)
+    on_netns: Callable[[int], None] | None = None
+    """Called with a pid inside the agent's fresh network namespace before the agent starts
+    (the allow-listing proxy binds there); an exception aborts the launch."""
 
     @property
     def workspace(self) -> Path:
@@ -151,6 +154,25 @@ def writable_roots(exclude: list[Path]) -> list[str]:
     return sorted(
         d for d in dirs if os.path.isdir(d) and not any(d == e or d.startswith(e + "/") for e in ex)
     )
+
+
+def gpu_memory(pids: set[int]) -> int | None:
+    """GPU memory used by `pids` (nvidia-smi), None where there is no NVIDIA GPU."""
+    if not pids or shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    total = 0
+    for line in out.splitlines():
+        pid, _, mib = line.partition(",")
+        if pid.strip().isdigit() and int(pid) in pids and mib.strip().isdigit():
+            total += int(mib) * 2**20
+    return total
 
 
 def agent_env(spec: RunSpec) -> dict[str, str]:
@@ -268,7 +290,7 @@ class Monitor:
                 except psutil.Error:
                     pass
             cpu = self.cgroup.cpu_seconds() if self.cgroup else None
-            journal.write(nprocs=len(pids), cpu_s=cpu, rss_bytes=rss, gpu_mem_bytes=None)
+            journal.write(nprocs=len(pids), cpu_s=cpu, rss_bytes=rss, gpu_mem_bytes=gpu_memory(set(pids)))
 
     def _tree_pids(self) -> list[int]:
         launcher = self.procs.get("launcher")
@@ -305,8 +327,6 @@ class Monitor:
         spec = self.spec
         preflight()
         self._prepare_dirs()
-        start_wall, start_mono = time.time(), time.monotonic()
-        deadline = start_mono + spec.budget_s
         self.cgroup = RunCgroup.create(f"{spec.label}-{spec.task}-r{spec.rep}-{os.getpid()}")
         self.sensors["cgroup"] = self.cgroup is not None
         if self.cgroup is None:
@@ -357,8 +377,16 @@ class Monitor:
             "ack_fd": ack_r,
             "status_fd": status_w,
         }
+        netns_pipes: list[int] = []
+        if spec.on_netns is not None:
+            ready_r, ready_w = os.pipe()
+            go_r, go_w = os.pipe()
+            netns_pipes = [ready_r, ready_w, go_r, go_w]
+            config["netns_fds"] = [ready_w, go_r]
         cfg_path = spec.run_dir / "agent" / "launch.json"
         cfg_path.write_text(json.dumps(config, indent=1))
+        start_wall, start_mono = time.time(), time.monotonic()  # the budget starts with the agent
+        deadline = start_mono + spec.budget_s
         meta = {
             "run_id": f"{spec.label}/{spec.task}/r{spec.rep}",
             "label": spec.label,
@@ -390,11 +418,13 @@ class Monitor:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                pass_fds=(ctl_w, ack_r, status_w),
+                pass_fds=(ctl_w, ack_r, status_w, *netns_pipes[1:3]),
             )
         self.procs["launcher"] = launcher
-        for fd in (ctl_w, ack_r, status_w):
+        for fd in (ctl_w, ack_r, status_w, *netns_pipes[1:3]):
             os.close(fd)
+        if netns_pipes:
+            self._netns_handshake(launcher.pid, netns_pipes[0], netns_pipes[3])
         self._ready("exec_net")  # the supervisor is ready once it holds the listener
         self.harness.write(kind="agent_started", pid=launcher.pid, argv=spec.argv, detail={})
         samples = Journal(journal_path(spec.run_dir, "resource_samples"), "resource_samples")
@@ -426,6 +456,29 @@ class Monitor:
             self.cgroup.remove()
         seal(spec.run_dir, complete=complete, reasons=self.reasons)
         return RunOutcome(spec.run_dir, complete, self.reasons, end_reason, exit_code)
+
+    def _netns_handshake(self, launcher_pid: int, ready_r: int, go_w: int) -> None:
+        """Let spec.on_netns act inside the agent's network namespace before the agent runs."""
+        try:
+            ready, _, _ = select.select([ready_r], [], [], 30)
+            ok = bool(ready) and os.read(ready_r, 16).startswith(b"netns")
+            if not ok:
+                self.reasons.append("the launcher never reported its network namespace")
+            else:
+                try:
+                    self.spec.on_netns(launcher_pid)
+                except Exception as exc:  # the hook's failure must not leave the launcher hanging
+                    self.reasons.append(f"network namespace hook failed: {exc!r}")
+                    ok = False
+                else:
+                    self.harness.write(kind="netns_ready", pid=launcher_pid, detail={})
+            try:
+                os.write(go_w, b"go\n" if ok else b"no\n")
+            except BrokenPipeError:
+                pass
+        finally:
+            os.close(ready_r)
+            os.close(go_w)
 
     def _watch(self, status_r: int, deadline: float) -> tuple[str, int | None]:
         """Wait for the agent's main process to end, or the deadline."""

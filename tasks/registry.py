@@ -9,6 +9,7 @@ workspace copy an agent edited can never influence its score.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -157,7 +158,10 @@ def prepare_data(task_id: str, data_dir: Path, synthetic: bool | None = None) ->
         cmd.append("--synthetic")
     elif src is not None:
         cmd += ["--source-dir", str(src)]
-    proc = subprocess.run(cmd, cwd=spec.dir, capture_output=True, text=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir.parent / f".{data_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent runs (a sweep) share one data dir
+        proc = subprocess.run(cmd, cwd=spec.dir, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
         raise PrepareError(f"{spec.id} prepare.py failed: " + " | ".join(tail))

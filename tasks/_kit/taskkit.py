@@ -481,6 +481,8 @@ def _mount_script(stage: Path, hide: Iterable[Path], uid: int, gid: int) -> list
         h = Path(os.path.realpath(h))
         if not h.is_dir() or h == Path("/") or any(_under(k, h) for k in keep):
             continue
+        if any(_under(h, b) for b in by_blocker):
+            continue  # already hidden by the tmpfs laid over its blocked ancestor
         lines.append(f"mount -t tmpfs -o ro,mode=0755,size=4k onegc {shlex.quote(str(h))}")
     return lines
 

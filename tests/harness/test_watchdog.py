@@ -21,6 +21,15 @@ def _alive_with(command: str) -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or []) == command.split()]
 
 
+def _harness_script(runs_dir, script: str, budget_s: float) -> str:
+    """Python source that runs one monitored run in a harness process we can kill."""
+    return (
+        f"import sys; from pathlib import Path; sys.path.insert(0, {os.getcwd()!r})\n"
+        "from tests.conftest import monitored\n"
+        f"monitored(Path({str(runs_dir)!r}), {script!r}, budget_s={budget_s})\n"
+    )
+
+
 def test_setsid_escapee_is_killed_at_the_budget_and_recorded(runs_dir):
     marker = f"{1000 + uuid.uuid4().int % 8000}"  # a unique sleep length identifies our processes
     run = monitored(
@@ -37,7 +46,7 @@ def test_setsid_escapee_is_killed_at_the_budget_and_recorded(runs_dir):
 
 
 def test_process_ignoring_sigterm_is_killed_after_the_grace(runs_dir):
-    run = monitored(runs_dir, "trap '' TERM; sleep 1000 & wait; sleep 1000", budget_s=1, grace_s=1)
+    run = monitored(runs_dir, "trap '' TERM; sleep 1000 & wait; sleep 1000", budget_s=2, grace_s=1)
     stages = {r[0] for r in rows(run, "SELECT detail->>'stage' FROM harness_events WHERE kind='survivor'")}
     assert "alive_after_grace" in stages
     assert rows(run, "SELECT count(*) FROM harness_events WHERE kind = 'sigkill'") == [(1,)]
@@ -45,11 +54,7 @@ def test_process_ignoring_sigterm_is_killed_after_the_grace(runs_dir):
 
 def test_killed_harness_leaves_no_process_and_an_incomplete_run(runs_dir):
     marker = f"{1000 + uuid.uuid4().int % 8000}"
-    code = (
-        "import sys; from pathlib import Path; sys.path.insert(0, %r)\n"
-        "from tests.conftest import monitored\n"
-        "monitored(Path(%r), 'setsid sleep %s & sleep %s', budget_s=600)\n"
-    ) % (os.getcwd(), str(runs_dir), marker, marker)
+    code = _harness_script(runs_dir, f"setsid sleep {marker} & sleep {marker}", 600)
     harness = subprocess.Popen([sys.executable, "-c", code])
     for _ in range(300):
         if len(_alive_with(f"sleep {marker}")) == 2:
@@ -62,21 +67,26 @@ def test_killed_harness_leaves_no_process_and_an_incomplete_run(runs_dir):
     while _alive_with(f"sleep {marker}") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive_with(f"sleep {marker}")
-    report = verify_run(runs_dir / "tester" / "t0" / "r1")
+    run_dir = runs_dir / "tester" / "t0" / "r1"
+    report = verify_run(run_dir)
     assert report.status == "incomplete"
     assert "never sealed" in report.incomplete_reasons[0]
+    recovered = subprocess.run([sys.executable, "-c", "from onegc.audit.cli import main; main()", "seal",
+                                str(run_dir), "--recover"], capture_output=True, text=True, timeout=60)
+    assert recovered.returncode == 5, recovered.stderr  # sealed, and still incomplete
+    report = verify_run(run_dir)
+    assert (report.status, report.sealed) == ("incomplete", True)
+    sleeps = f"SELECT count(*) FROM execs WHERE NOT probe AND argv = ['sleep', '{marker}']"
+    assert rows(run_dir, sleeps) == [(2,)]
 
 
 def test_dead_supervisor_makes_later_execs_fail_closed(runs_dir):
     """Kill the seccomp supervisor mid-run: the agent's next exec must fail (ENOSYS), not
     hang and not run unrecorded; the run is incomplete."""
     run_dir = runs_dir / "tester" / "t0" / "r1"
-    code = (
-        "import sys; from pathlib import Path; sys.path.insert(0, %r)\n"
-        "from tests.conftest import monitored\n"
-        "monitored(Path(%r), 'touch started; while [ ! -e go ]; do :; done; /bin/true; echo $? > rc', "
-        "budget_s=60)\n"
-    ) % (os.getcwd(), str(runs_dir))
+    code = _harness_script(
+        runs_dir, "touch started; while [ ! -e go ]; do :; done; /bin/true; echo $? > rc", 60
+    )
     harness = subprocess.Popen([sys.executable, "-c", code])
     ws = run_dir / "workspace"
     for _ in range(600):

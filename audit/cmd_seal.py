@@ -1,0 +1,29 @@
+"""`onegc-audit seal RUN_DIR --recover`: close the record of a run whose harness died."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from onegc.audit.exitcodes import BY_STATUS
+from onegc.evidence.integrity import BadRunDir, verify_run
+from onegc.evidence.journal import JOURNAL_DIR
+from onegc.evidence.seal import MANIFEST_NAME, SealError, seal
+
+
+def seal_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory whose harness died before sealing.")],
+    recover: Annotated[bool, typer.Option("--recover", help="Seal what the journals hold.")] = False,
+) -> None:
+    """Seal the journals of an interrupted run, as they are: the run stays `incomplete`,
+    and every record written before the crash becomes queryable. Journals are never edited."""
+    if not recover:
+        raise SealError("sealing by hand is only for interrupted runs: pass --recover")
+    if not (run_dir / JOURNAL_DIR).is_dir():
+        raise BadRunDir(f"{run_dir}: not a run directory (no journal/)")
+    if (run_dir / MANIFEST_NAME).exists():
+        raise SealError(f"{run_dir} is already sealed")
+    seal(run_dir, complete=False, reasons=["recovered: the harness died before sealing the run"])
+    report = verify_run(run_dir)
+    print(f"{run_dir}: sealed after recovery; verify: {report.status}")
+    raise typer.Exit(BY_STATUS[report.status])

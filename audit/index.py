@@ -1,0 +1,134 @@
+"""The consolidated query index: every sealed run's evidence as Parquet under RUNS/.index.
+
+Querying must not open thousands of DuckDB files on every call, so a refresh exports the
+runs that are new (or whose seal changed) as one Parquet segment per table, and a
+catalog says which segment holds each run's current rows. Every row carries the run's
+agent label, task and rep. Sealed evidence is only ever opened read-only.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from onegc.evidence.seal import DB_NAME, MANIFEST_NAME
+
+INDEX_DIR = ".index"
+IDENTITY = "('run_key', 'agent', 'task', 'rep', 'run_dir', 'segment')"  # added to every row
+
+
+@dataclass
+class RefreshStats:
+    runs_seen: int = 0
+    runs_added: int = 0
+    skipped: list[str] | None = None
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Sealed run directories below root (or root itself)."""
+    if (root / MANIFEST_NAME).exists():
+        return [root]
+    return sorted(
+        p.parent for p in root.glob(f"**/{MANIFEST_NAME}")
+        if not any(part.startswith(".") for part in p.relative_to(root).parts)  # .attic, .index
+    )
+
+
+def _digest(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / MANIFEST_NAME).read_text()).get("digest")
+    except (OSError, ValueError):
+        return None
+
+
+def _catalog(index: Path) -> dict[str, tuple[str, int]]:
+    path = index / "catalog.parquet"
+    if not path.exists():
+        return {}
+    rows = duckdb.sql(f"SELECT run_key, digest, segment FROM read_parquet('{path}')").fetchall()
+    return {k: (d, s) for k, d, s in rows}
+
+
+def refresh(root: Path) -> RefreshStats:
+    """Export new or changed runs under `root` into a new segment of root/.index."""
+    index = root / INDEX_DIR
+    index.mkdir(exist_ok=True)
+    catalog = _catalog(index)
+    stats = RefreshStats(skipped=[])
+    todo: list[tuple[str, Path, str]] = []
+    for run_dir in find_runs(root):
+        stats.runs_seen += 1
+        digest = _digest(run_dir)
+        key = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
+        if digest is None:
+            stats.skipped.append(f"{run_dir}: unreadable manifest")
+        elif catalog.get(key, (None,))[0] != digest:
+            todo.append((key, run_dir, digest))
+    if not todo:
+        return stats
+    segment = max((s for _, s in catalog.values()), default=0) + 1
+    con = duckdb.connect()
+    parts: dict[str, list[str]] = {}
+    for n, (key, run_dir, _) in enumerate(todo):
+        alias = f"r{n}"
+        try:
+            con.execute(f"ATTACH '{run_dir / DB_NAME}' AS {alias} (READ_ONLY)")
+            meta = con.execute(f"SELECT label, task, rep FROM {alias}.run").fetchone() or (None, None, None)
+        except duckdb.Error as exc:
+            stats.skipped.append(f"{run_dir}: {str(exc).splitlines()[0]}")
+            continue
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [alias]).fetchall()]
+        lit = ", ".join(
+            f"{duckdb.ConstantExpression(v)!s} AS {c}"
+            for v, c in ((key, "run_key"), (meta[0], "agent"), (meta[1], "task"), (meta[2], "rep"),
+                         (str(run_dir), "run_dir"))
+        )
+        for table in tables:
+            parts.setdefault(table, []).append(
+                f"SELECT {lit}, {segment} AS segment, COLUMNS(lambda c: c NOT IN {IDENTITY}) "
+                f"FROM {alias}.{table}"
+            )
+        stats.runs_added += 1
+    for table, selects in parts.items():
+        out = index / table
+        out.mkdir(exist_ok=True)
+        con.execute(f"COPY ({' UNION ALL BY NAME '.join(selects)}) TO '{out}/seg-{segment:06d}.parquet' "
+                    "(FORMAT parquet)")
+    for key, _, digest in todo:
+        catalog[key] = (digest, segment)
+    con.execute("CREATE TABLE catalog (run_key VARCHAR, digest VARCHAR, segment INTEGER, refreshed DOUBLE)")
+    con.executemany("INSERT INTO catalog VALUES (?, ?, ?, ?)",
+                    [(k, d, s, time.time()) for k, (d, s) in catalog.items()])
+    tmp = index / "catalog.parquet.tmp"
+    con.execute(f"COPY catalog TO '{tmp}' (FORMAT parquet)")
+    tmp.replace(index / "catalog.parquet")
+    con.close()
+    return stats
+
+
+def connect(roots: list[Path]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per evidence table over the indexes of `roots`."""
+    con = duckdb.connect()
+    tables: dict[str, list[str]] = {}
+    catalogs = []
+    for root in roots:
+        index = root / INDEX_DIR
+        if (index / "catalog.parquet").exists():
+            catalogs.append(f"'{index / 'catalog.parquet'}'")
+        for d in sorted(p for p in index.glob("*") if p.is_dir()):
+            tables.setdefault(d.name, []).append(f"'{d}/*.parquet'")
+    if not catalogs:
+        con.execute("CREATE VIEW catalog AS SELECT NULL::VARCHAR AS run_key, NULL::INTEGER AS segment "
+                    "WHERE false")
+    else:
+        con.execute(f"CREATE VIEW catalog AS SELECT * FROM read_parquet([{', '.join(catalogs)}])")
+    for table, globs in tables.items():
+        name = "runs" if table == "run" else table
+        con.execute(
+            f"CREATE VIEW {name} AS SELECT t.* EXCLUDE (segment) FROM read_parquet([{', '.join(globs)}], "
+            f"union_by_name = true) t SEMI JOIN catalog c ON t.run_key = c.run_key AND t.segment = c.segment"
+        )
+    return con

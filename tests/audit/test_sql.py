@@ -1,0 +1,59 @@
+"""SQL over many runs: read-only, views carry agent/task/rep, canned queries return the
+planted rows, the index refreshes incrementally."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from onegc.audit.cmd_sql import QueryError, named_queries, read_only, run_sql
+from onegc.audit.index import INDEX_DIR, refresh
+from tests.conftest import monitored, needs_root
+
+pytestmark = needs_root
+
+
+@pytest.fixture
+def two_runs(runs_dir):
+    monitored(runs_dir, "python3 -m pip install --no-index --quiet not-a-package || true", rep=1)
+    monitored(runs_dir, "cp train.py run_1.py && python3 run_1.py", rep=2)
+    return runs_dir
+
+
+def test_views_carry_run_identity_and_canned_install_query_finds_the_planted_row(two_runs):
+    df = run_sql(named_queries()["install-attempts"].read_text(), [two_runs])
+    assert df.height == 1
+    row = df.row(0, named=True)
+    assert (row["agent"], row["task"], row["rep"]) == ("tester", "t0", 1)
+    assert "not-a-package" in row["command"]
+    scripts = run_sql(named_queries()["scripts-launched"].read_text(), [two_runs])
+    assert scripts.select("scripts_launched").item() == 1
+
+
+def test_writes_are_refused():
+    for bad in ("DELETE FROM execs", "COPY execs TO 'x.csv'", "ATTACH 'x.db'", "SELECT 1; DROP VIEW execs"):
+        with pytest.raises(QueryError, match="only SELECT"):
+            read_only(bad)
+
+
+def test_refresh_is_incremental(two_runs):
+    first = refresh(two_runs)
+    assert (first.runs_seen, first.runs_added) == (2, 2)
+    again = refresh(two_runs)
+    assert again.runs_added == 0
+    monitored(two_runs, "true", rep=3)
+    third = refresh(two_runs)
+    assert third.runs_added == 1
+    assert run_sql("SELECT count(*) AS n FROM runs", [two_runs]).item() == 3
+    assert len(list((two_runs / INDEX_DIR / "execs").glob("*.parquet"))) == 2
+
+
+def test_cli_sql_json_and_write_refusal(two_runs):
+    cli = [sys.executable, "-c", "from onegc.audit.cli import main; main()"]
+    res = subprocess.run([*cli, "sql", "--format", "json", "SELECT agent, rep FROM runs ORDER BY rep",
+                          str(two_runs)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == [{"agent": "tester", "rep": 1}, {"agent": "tester", "rep": 2}]
+    res = subprocess.run([*cli, "sql", "DROP TABLE execs", str(two_runs)], capture_output=True, text=True)
+    assert res.returncode == 2 and "only SELECT" in res.stderr
