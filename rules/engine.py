@@ -245,8 +245,11 @@ def open_evidence(run_dir: Path) -> duckdb.DuckDBPyConnection:
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Evidence tables holding at least one row: an empty `scores` or `messages` table means
+    that step (scoring, stream parsing) did not run, the same as no table at all."""
     rows = con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()
-    return {r[0] for r in rows}
+    names = [r[0] for r in rows]
+    return {n for n in names if con.execute(f'SELECT EXISTS (SELECT 1 FROM "{n}")').fetchone()[0]}
 
 
 # -- judging -----------------------------------------------------------------------------------
@@ -303,15 +306,17 @@ def judge_rule(
     if not eff["enabled"]:
         result.update(outcome="not_applicable", summary="disabled for this task by the policy")
         return result
+    runnable = [c for c in rule.checks if set(c.needs) <= tables and not set(c.unless) & tables]
+    if not runnable:
+        missing = sorted({t for c in rule.checks for t in c.needs} - tables)
+        summary = "the evidence has no " + ", ".join(missing) + " table"
+        result.update(outcome="not_applicable", summary=summary)
+        return result
     if rule.applies and not con.execute(_substitute(rule.applies, eff["params"], rule)).fetchone()[0]:
         result.update(outcome="not_applicable", summary="the evidence holds nothing this rule is about")
         return result
     found: dict[str, list[dict]] = {"violation": [], "attempt": []}
-    ran = 0
-    for check in rule.checks:
-        if not set(check.needs) <= tables or set(check.unless) & tables:
-            continue
-        ran += 1
+    for check in runnable:
         try:
             rows = _query_rows(con, _substitute(check.sql, eff["params"], rule), eff["exceptions"])
         except duckdb.Error as exc:
@@ -319,11 +324,6 @@ def judge_rule(
         for row in rows:
             row.update(kind=check.kind, check=check.name, output=_output(row))
         found[check.kind] += rows
-    if ran == 0:
-        missing = sorted({t for c in rule.checks for t in c.needs} - tables)
-        summary = "the evidence has no " + ", ".join(missing) + " table"
-        result.update(outcome="not_applicable", summary=summary)
-        return result
     if found["violation"]:
         outcome, rows = "fail", found["violation"] + found["attempt"]
     elif found["attempt"]:

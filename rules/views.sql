@@ -51,10 +51,11 @@ CREATE TEMP VIEW started AS SELECT * FROM execs WHERE NOT probe;
 -- watch existed is reported that way.
 CREATE TEMP MACRO is_new(ev) AS ev IN ('create', 'moved_to', 'close_write', 'rescan_found');
 
--- The private /tmp, /var/tmp or /dev/shm of some run (<run>/scratch/{tmp,var_tmp,dev_shm}),
+-- The private /tmp, /var/tmp or /dev/shm of some other run (<run>/scratch/{tmp,var_tmp,dev_shm},
+-- wherever that run lies or was moved to),
 -- world-writable on the host because each is bound over /tmp inside its own run.
 CREATE TEMP MACRO other_run_scratch(p) AS
-    regexp_matches(p, '/r[0-9]+/scratch/(tmp|var_tmp|dev_shm)(/|$)')
+    regexp_matches(p, '/scratch/(tmp|var_tmp|dev_shm)(/|$)')
     AND NOT under(p, (SELECT scratch FROM run_meta));
 
 -- A pip command that only reads (pip list/show/freeze/...): pip still phones home for its
