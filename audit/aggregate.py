@@ -56,17 +56,16 @@ def run_verdict(run_dir: Path) -> Verdict:
     """The run's verdict: from ``onegc.rules.engine.judge`` when it exists, else from the
     seal (tampered/incomplete) and the official result (accepted with a score, no_score)."""
     try:
-        from onegc.rules.engine import judge  # type: ignore[import-not-found]
+        from onegc.rules.engine import judge
     except ImportError:
         judge = None
     if judge is not None:
-        v = judge(run_dir)
-        rule = getattr(v, "rule", None)
-        if rule is None:
-            hits = getattr(v, "violations", None) or getattr(v, "findings", None) or []
-            rule = ", ".join(str(getattr(h, "rule", h)) for h in hits) or None
-        score = getattr(v, "score", None)
-        return Verdict(str(v.status), None if score is None else float(score), rule)
+        from onegc.audit.cmd_verify import task_direction
+
+        v = judge(run_dir, direction_for=task_direction)  # the verdict dict (onegc-verdict-1)
+        score = v["score"]["official"] if v["score"] else None
+        rule = ", ".join(v["disqualified_by"]) or (v["reasons"][0] if v["reasons"] else None)
+        return Verdict(v["status"], None if score is None else float(score), rule)
     report = verify_run(run_dir)
     if report.status != "intact":
         why = (report.problems or report.incomplete_reasons or [report.status])[0]

@@ -8,6 +8,7 @@ import typer
 from onegc.audit import (
     cmd_agents,
     cmd_aggregate,
+    cmd_rules,
     cmd_run,
     cmd_score,
     cmd_seal,
@@ -35,6 +36,7 @@ app.command()(cmd_sql.query)
 app.command("seal")(cmd_seal.seal_cmd)
 app.add_typer(cmd_sweep.app, name="sweep")
 app.add_typer(cmd_agents.app, name="agents")
+app.add_typer(cmd_rules.app, name="rules")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -42,12 +44,14 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from onegc.evidence.seal import SealError
     from onegc.harness.agents import UnknownAgent
     from onegc.harness.monitor import HarnessError
+    from onegc.rules.engine import RuleError
 
     return (
         BadRunDir,
         SealError,
         UnknownAgent,
         HarnessError,
+        RuleError,
         FileNotFoundError,
         NotADirectoryError,
         PermissionError,

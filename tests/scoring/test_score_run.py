@@ -134,7 +134,9 @@ def test_scores_sealed_and_candidates_classified(scored_run: Path) -> None:
         "found": 4, "after_deadline": 1, "not_observed": 1, "no_self_report": 0, "evaluated": 2, "scored": 1,
     }  # fmt: skip
     assert result["improvement"] == pytest.approx((0.384 - result["value"]) / 0.384)
-    assert agg.run_status(scored_run) == ("accepted", pytest.approx(result["value"]))
+    # The agent's SIGTERM trap writes checkpoints/late.pt after the deadline (and back-dates
+    # it): scoring ignores it, and the rules engine disqualifies the run for it (R6).
+    assert agg.run_status(scored_run) == ("disqualified", None)
 
 
 @needs_root
@@ -156,11 +158,11 @@ def test_rescore_beside_the_old_result_and_verified(scored_run: Path, tmp_path: 
     assert latest_result(scored_run)[0] == out / "result.json"
     assert verify_run(scored_run).status == "intact"
 
-    # The board over this runs dir: one accepted run, one training script launched.
+    # The board over this runs dir: one attempted run, disqualified (R6: the late checkpoint
+    # its SIGTERM trap writes), so nothing scored enters it.
     board = agg.leaderboard(agg.collect_runs(scored_run.parents[2]), agg.task_metas())
     (c,) = board["cells"]
-    assert (c["n_scored"], c["n_attempted"], c["scripts_mean"]) == (1, 1, 1)
-    assert c["mean"] == pytest.approx(new["value"])
+    assert (c["n_scored"], c["n_attempted"]) == (0, 1)
 
     # Tampering with the rescore is caught by verify (and then no score is taken from it).
     doc = json.loads((out / "result.json").read_text())
