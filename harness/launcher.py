@@ -107,8 +107,11 @@ def init(cfg: dict, status_fd: int) -> None:
             os._exit(0)
         if pid == agent:
             code = os.waitstatus_to_exitcode(status)
-            os.write(status_fd, f"{code}\n".encode())
-            os.close(status_fd)
+            try:  # init must outlive this write: its death would kill the whole namespace
+                os.write(status_fd, f"{code}\n".encode())
+                os.close(status_fd)
+            except OSError:
+                pass
 
 
 def main() -> None:

@@ -222,8 +222,8 @@ class Monitor:
         spec = self.spec
         for sub in ("home", *PRIVATE_SCRATCH.values()):
             (spec.scratch / sub).mkdir(parents=True, exist_ok=True)
-        os.chmod(spec.scratch / "tmp", 0o1777)
-        os.chmod(spec.scratch / "dev_shm", 0o1777)
+        # 0755, owned by the agent: only it writes there, and other runs' scans for
+        # world-writable directories must not mistake these for shared places.
         chown_tree(spec.workspace, spec.agent_uid)
         chown_tree(spec.scratch, spec.agent_uid)
         for rel in spec.locked:
@@ -432,8 +432,8 @@ class Monitor:
         sampler.start()
 
         end_reason, exit_code = self._watch(status_r, deadline)
+        self._end_tree(end_reason)  # status_r stays open: init must never die on a broken pipe
         os.close(status_r)
-        self._end_tree(end_reason)
         self._stop_sampler.set()
         sampler.join()
         samples.close()

@@ -107,3 +107,15 @@ def test_dead_supervisor_makes_later_execs_fail_closed(runs_dir):
     report = verify_run(run_dir)
     assert report.status == "incomplete"
     assert any("exec_net" in r for r in report.incomplete_reasons)
+
+
+def test_background_process_outliving_its_agent_is_recorded_after_the_grace(runs_dir):
+    """The agent's main process dies at SIGTERM; a child that ignores SIGTERM lives on and
+    must be seen alive after the grace, then killed."""
+    marker = f"{1000 + uuid.uuid4().int % 8000}"
+    run = monitored(runs_dir, f"(trap '' TERM; exec sleep {marker}) & sleep {marker}", budget_s=2,
+                    grace_s=1)
+    late = rows(run, "SELECT argv FROM harness_events WHERE kind = 'survivor' "
+                     "AND detail->>'stage' = 'alive_after_grace'")
+    assert late == [(["sleep", marker],)]
+    assert not _alive_with(f"sleep {marker}")
