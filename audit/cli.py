@@ -8,6 +8,7 @@ import typer
 from onegc.audit import (
     cmd_agents,
     cmd_aggregate,
+    cmd_import,
     cmd_run,
     cmd_score,
     cmd_seal,
@@ -33,11 +34,13 @@ app.add_typer(cmd_tasks.app, name="tasks")
 app.command()(cmd_sql.sql)
 app.command()(cmd_sql.query)
 app.command("seal")(cmd_seal.seal_cmd)
+app.command("import")(cmd_import.import_cmd)
 app.add_typer(cmd_sweep.app, name="sweep")
 app.add_typer(cmd_agents.app, name="agents")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from onegc.audit.importer import ImportSourceError
     from onegc.evidence.integrity import BadRunDir
     from onegc.evidence.seal import SealError
     from onegc.harness.agents import UnknownAgent
@@ -48,6 +51,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         SealError,
         UnknownAgent,
         HarnessError,
+        ImportSourceError,
         FileNotFoundError,
         NotADirectoryError,
         PermissionError,
