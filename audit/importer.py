@@ -29,7 +29,7 @@ from typing import Any
 
 from onegc.evidence.journal import Journal, journal_path
 from onegc.evidence.seal import seal, sha256_file
-from onegc.harness.monitor import create_run_dir
+from onegc.harness.monitor import SAFE_NAME
 from onegc.harness.streams import PARSERS, Parsed
 from onegc.harness.streams.codex import RolloutParser, merge_rollout
 
@@ -157,8 +157,11 @@ def source_of(path: Path, fmt: str | None = None) -> Source:
         src.rollout = _pick_rollout(src.transcript, rollouts)
         skip = {src.transcript, *rollouts}
         src.artifacts = sorted(
-            p for p in src.base.rglob("*")
-            if p.is_file() and not p.is_symlink() and p not in skip
+            p
+            for p in src.base.rglob("*")
+            if p.is_file()
+            and not p.is_symlink()
+            and p not in skip
             and not any(part.startswith(".") for part in p.relative_to(src.base).parts)
             and "sessions" not in p.relative_to(src.base).parts[:1]
         )
@@ -366,6 +369,24 @@ def _times(parsed: Parsed) -> tuple[float | None, float | None]:
     return (min(ts), max(ts)) if ts else (None, None)
 
 
+def create_run_dir(runs_dir: Path, agent: str, task: str, rep: int) -> Path:
+    """RUNS/AGENT/TASK/rREP, new, with the names a monitored run allows. Unlike the
+    harness's, any runs dir will do: no agent runs here, so /tmp is no concern."""
+    for what, value in (("agent", agent), ("task", task)):
+        if not SAFE_NAME.match(value):
+            raise ImportSourceError(f"{what} {value!r} must match {SAFE_NAME.pattern}")
+    if rep < 1:
+        raise ImportSourceError("rep must be >= 1")
+    run_dir = runs_dir.resolve() / agent / task / f"r{rep}"
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        raise ImportSourceError(f"{run_dir} already exists; a run directory is never reused") from None
+    (run_dir / "workspace").mkdir()
+    return run_dir
+
+
 def write_run(src: Source, runs_dir: Path, agent: str, task: str, rep: int, key: str) -> Imported:
     """Create RUNS/AGENT/TASK/rREP from `src` and seal it incomplete."""
     run_dir = create_run_dir(runs_dir, agent, task, rep)
@@ -385,11 +406,23 @@ def _fill(src: Source, run_dir: Path, agent: str, task: str, rep: int, key: str)
     if src.rollout is not None:
         rollout = run_dir / "agent" / src.rollout.name
         shutil.copyfile(src.rollout, rollout)
-    files = [{"role": "transcript", "path": str(src.transcript.resolve()), "sha256": sha256_file(stdout),
-              "stored_as": "agent/stdout.log"}]
+    files = [
+        {
+            "role": "transcript",
+            "path": str(src.transcript.resolve()),
+            "sha256": sha256_file(stdout),
+            "stored_as": "agent/stdout.log",
+        }
+    ]
     if rollout is not None:
-        files.append({"role": "rollout", "path": str(src.rollout.resolve()), "sha256": sha256_file(rollout),
-                      "stored_as": f"agent/{rollout.name}"})
+        files.append(
+            {
+                "role": "rollout",
+                "path": str(src.rollout.resolve()),
+                "sha256": sha256_file(rollout),
+                "stored_as": f"agent/{rollout.name}",
+            }
+        )
     for art in src.artifacts:
         rel = art.relative_to(src.base)
         dest = ws / rel
@@ -397,8 +430,14 @@ def _fill(src: Source, run_dir: Path, agent: str, task: str, rep: int, key: str)
         shutil.copyfile(art, dest)
         role = "checkpoint" if rel.parts[0] == "checkpoints" else "artifact"
         role = "result" if art == src.result else role
-        files.append({"role": role, "path": str(art.resolve()), "sha256": sha256_file(dest),
-                      "stored_as": f"workspace/{rel}"})
+        files.append(
+            {
+                "role": role,
+                "path": str(art.resolve()),
+                "sha256": sha256_file(dest),
+                "stored_as": f"workspace/{rel}",
+            }
+        )
     parsed = _parse(src, stdout, rollout)
     dropped = _dropped(parsed, stdout)
     first_t, last_t = _times(parsed)
@@ -450,12 +489,16 @@ def _fill(src: Source, run_dir: Path, agent: str, task: str, rep: int, key: str)
     harness.write(kind="end", t=last_t, mono=None, detail={"reason": "imported", "scores_claimed": scores})
     harness.close()
     reasons = [
-        "imported transcript: no OS evidence (sensors absent: " + ", ".join(ABSENT_SENSORS)
+        "imported transcript: no OS evidence (sensors absent: "
+        + ", ".join(ABSENT_SENSORS)
         + "); only what the agent's own stream shows can be judged"
     ]
     if dropped:
-        reasons.append(f"transcript: {len(dropped)} line(s) dropped: " + "; ".join(dropped[:5])
-                       + (" ..." if len(dropped) > 5 else ""))
+        reasons.append(
+            f"transcript: {len(dropped)} line(s) dropped: "
+            + "; ".join(dropped[:5])
+            + (" ..." if len(dropped) > 5 else "")
+        )
     seal(run_dir, complete=False, reasons=reasons)
     return Imported(run_dir, src.fmt, dict(parsed.counts), dropped)
 
@@ -527,8 +570,10 @@ def walk(root: Path, runs_dir: Path, pattern: str, fmt: str | None = None) -> Wa
     report = WalkReport()
     runs = runs_dir.resolve()
     for folder in sorted([root, *(p for p in root.rglob("*") if p.is_dir())]):
-        if folder == runs or runs in folder.parents or any(
-            part.startswith(".") or part == "sessions" for part in folder.relative_to(root).parts
+        if (
+            folder == runs
+            or runs in folder.parents
+            or any(part.startswith(".") or part == "sessions" for part in folder.relative_to(root).parts)
         ):
             continue
         try:
