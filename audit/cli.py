@@ -9,6 +9,7 @@ from onegc.audit import (
     cmd_agents,
     cmd_aggregate,
     cmd_import,
+    cmd_rules,
     cmd_run,
     cmd_score,
     cmd_seal,
@@ -37,6 +38,7 @@ app.command("seal")(cmd_seal.seal_cmd)
 app.command("import")(cmd_import.import_cmd)
 app.add_typer(cmd_sweep.app, name="sweep")
 app.add_typer(cmd_agents.app, name="agents")
+app.add_typer(cmd_rules.app, name="rules")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -45,6 +47,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from onegc.evidence.seal import SealError
     from onegc.harness.agents import UnknownAgent
     from onegc.harness.monitor import HarnessError
+    from onegc.rules.engine import RuleError
 
     return (
         BadRunDir,
@@ -52,6 +55,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         UnknownAgent,
         HarnessError,
         ImportSourceError,
+        RuleError,
         FileNotFoundError,
         NotADirectoryError,
         PermissionError,

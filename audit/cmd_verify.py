@@ -1,6 +1,5 @@
-"""`onegc-audit verify RUN_DIR`: is the sealed evidence intact?"""
+"""`onegc-audit verify RUN_DIR`: integrity of the seal, then every rule -> the run's verdict."""
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -8,24 +7,66 @@ import typer
 from rich.console import Console
 
 from onegc.audit.exitcodes import BY_STATUS
-from onegc.evidence.integrity import verify_run
+from onegc.rules.engine import judge, load_policy, verdict_json
 
-STYLE = {"intact": "green", "incomplete": "yellow", "tampered": "red"}
+STYLE = {
+    "accepted": "green",
+    "no_score": "yellow",
+    "disqualified": "red",
+    "incomplete": "yellow",
+    "tampered": "red",
+}
+OUTCOME_STYLE = {"pass": "green", "fail": "red", "attempt": "red", "not_applicable": "dim"}
+
+
+def task_direction(task: str) -> str | None:
+    """'lower' or 'higher' from the task registry, None for a task it does not know."""
+    from onegc.tasks import registry
+
+    try:
+        return registry.get_task(task).direction
+    except Exception:  # a run of an unknown or test task: the engine says so in the score
+        return None
 
 
 def verify(
     run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/opus47/t2/r4.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Policy file (TOML); default: the strict policy.")
+    ] = None,
 ) -> None:
-    """Check a run's seal: intact, tampered or incomplete (exit 0, 6, 5; 2 for a bad path)."""
-    report = verify_run(run_dir)
+    """Judge a run: seal integrity, then Rules 1-9 and the warnings, then the score.
+
+    Exit 0 accepted, 3 no_score, 4 disqualified, 5 incomplete, 6 tampered, 2 bad input.
+    Nothing is written into the run directory."""
+    verdict = judge(run_dir, load_policy(policy), direction_for=task_direction)
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(verdict_json(verdict))
     else:
-        console = Console()
-        console.print(f"[bold]{run_dir}[/]: [{STYLE[report.status]}]{report.status}[/]")
-        for p in report.problems:
-            console.print(f"  [red]tampered:[/] {p}", highlight=False)
-        for r in report.incomplete_reasons:
-            console.print(f"  [yellow]incomplete:[/] {r}", highlight=False)
-    raise typer.Exit(BY_STATUS[report.status])
+        _print(run_dir, verdict)
+    raise typer.Exit(BY_STATUS[verdict["status"]])
+
+
+def _print(run_dir: Path, v: dict) -> None:
+    console = Console(highlight=False, soft_wrap=True)
+    status = f"[{STYLE[v['status']]}]{v['status']}[/]"
+    console.print(f"[bold]{run_dir}[/]: {status}  (policy {v['policy']['name']})")
+    if v["score"]:
+        console.print(f"  official score {v['score']['official']} from {v['score']['checkpoint']}")
+    for reason in v["reasons"]:
+        console.print(f"  {reason}")
+    for p in v["integrity"]["problems"]:
+        console.print(f"  [red]tampered:[/] {p}")
+    for r in v["rules"]:
+        tag = (
+            ""
+            if r["outcome"] in ("pass", "not_applicable")
+            else (" [red](disqualifies)[/]" if r["disqualifies"] else f" ({r['severity']})")
+        )
+        outcome = f"[{OUTCOME_STYLE[r['outcome']]}]{r['outcome']:<14}[/]"
+        console.print(f"  {r['id']:<3} {outcome} {r['title']}{tag}")
+        for row in r["rows"][:5]:
+            console.print(f"        {row['output']}")
+        if r["rows_total"] > 5:
+            console.print(f"        ... {r['rows_total'] - 5} more rows (--json shows up to 25)")

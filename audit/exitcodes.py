@@ -2,10 +2,10 @@
 
 | code | meaning                                                        |
 | ---- | -------------------------------------------------------------- |
-| 0    | intact evidence (later: verdict `accepted`)                     |
+| 0    | verdict `accepted` (rules pass, an official score exists)      |
 | 1    | internal error (a bug: please report it)                        |
 | 2    | bad input: usage error, missing or corrupt run directory        |
-| 3    | verdict `no_score`                                              |
+| 3    | verdict `no_score` (rules pass; not scored yet, or no valid score) |
 | 4    | verdict `disqualified`                                          |
 | 5    | `incomplete`: the evidence cannot prove compliance              |
 | 6    | `tampered`: sealed evidence does not match its seal             |

@@ -117,7 +117,8 @@ TABLES: tuple[Table, ...] = (
                 "event",
                 "VARCHAR",
                 "create, modify, close_write, delete, moved_from, moved_to, "
-                "attrib, delete_self, or rescan_found (seen by a rescan, its history unknown).",
+                "attrib, delete_self, rescan_found (seen by a rescan, its history unknown), or "
+                "open (a file opened, reported under the held-out root only: inotify sees no reads).",
             ),
             Column("is_dir", "BOOLEAN", "The object is a directory."),
             Column("cookie", "BIGINT", "Pairs moved_from with moved_to; 0 otherwise."),

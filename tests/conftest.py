@@ -35,6 +35,7 @@ def monitored(
     files: dict[str, str] | None = None,
     locked: tuple[str, ...] = ("prepare.py",),
     heldout: Path | None = None,
+    originals: Path | None = None,
 ) -> Path:
     """Run `bash -c script` as the agent in a small workspace; returns the sealed run dir."""
     run_dir = create_run_dir(runs_dir, "tester", "t0", rep)
@@ -52,6 +53,7 @@ def monitored(
         grace_s=grace_s,
         locked=list(locked),
         heldout=heldout,
+        originals=originals,
     )
     run_monitored(spec)
     return run_dir

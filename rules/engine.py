@@ -1,0 +1,429 @@
+"""The rules engine: declarative checks (rules/checks/*.toml) run as SQL over a sealed run's
+evidence, combined under a policy into a verdict that cites the rows it rests on.
+
+Small on purpose: load rules, apply the policy, run each check on a read-only connection,
+collect outcomes (pass | fail | attempt | not_applicable), combine. What a rule means lives
+in its file; adding a rule is adding a file. Nothing is written into the run directory,
+and the verdict holds nothing that depends on when or where it was computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import duckdb
+
+from onegc.evidence.integrity import verify_run
+from onegc.evidence.seal import DB_NAME
+
+HERE = Path(__file__).resolve().parent
+CHECKS_DIR = HERE / "checks"
+POLICIES_DIR = HERE / "policies"
+DEFAULT_POLICY = POLICIES_DIR / "strict.toml"
+VERDICT_FORMAT = "onegc-verdict-1"
+SEVERITIES = ("disqualify", "no_score", "warn")
+ROW_COLUMNS = ("table_name", "seq", "t", "pid", "argv", "path", "sentence")
+MAX_CITED = 25
+RULE_KEYS = (
+    "id",
+    "title",
+    "paper",
+    "desc",
+    "severity",
+    "applies",
+    "tags",
+    "measure",
+    "params",
+    "exceptions",
+    "checks",
+)
+
+
+class RuleError(Exception):
+    """A rule or policy file is malformed (a bug in the rule set, or a bad --policy file)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    kind: str  # violation | attempt
+    name: str
+    sql: str
+    needs: tuple[str, ...] = ()
+    unless: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    paper: str
+    desc: str
+    severity: str
+    checks: tuple[Check, ...]
+    file: str
+    applies: str | None = None
+    measure: str | None = None
+    tags: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    exceptions: dict[str, str] = field(default_factory=dict)
+
+
+def _rule_from_file(path: Path) -> Rule:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleError(f"{path.name}: {exc}") from None
+    unknown = set(raw) - set(RULE_KEYS)
+    missing = {"id", "title", "paper", "desc", "severity", "checks"} - set(raw)
+    if unknown or missing:
+        raise RuleError(f"{path.name}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+    if raw["severity"] not in SEVERITIES:
+        raise RuleError(f"{path.name}: severity must be one of {SEVERITIES}")
+    checks = []
+    for c in raw["checks"]:
+        if c.get("kind") not in ("violation", "attempt") or not c.get("sql") or not c.get("name"):
+            raise RuleError(f"{path.name}: every check needs kind (violation|attempt), name and sql")
+        needs, unless = tuple(c.get("needs", ())), tuple(c.get("unless", ()))
+        checks.append(Check(c["kind"], c["name"], c["sql"], needs, unless))
+    return Rule(
+        id=raw["id"],
+        title=raw["title"],
+        paper=raw["paper"],
+        desc=" ".join(raw["desc"].split()),
+        severity=raw["severity"],
+        checks=tuple(checks),
+        file=path.name,
+        applies=raw.get("applies"),
+        measure=raw.get("measure"),
+        tags=tuple(raw.get("tags", ())),
+        params=dict(raw.get("params", {})),
+        exceptions=dict(raw.get("exceptions", {})),
+    )
+
+
+def load_rules(checks_dir: Path = CHECKS_DIR) -> list[Rule]:
+    """Every rule file, in id order (R1..R9, then the warnings)."""
+    rules = [_rule_from_file(p) for p in sorted(checks_dir.glob("*.toml"))]
+    ids = [r.id for r in rules]
+    if len(ids) != len(set(ids)):
+        raise RuleError(f"duplicate rule ids in {checks_dir}")
+    return sorted(rules, key=lambda r: (r.id[0] != "R", int(re.sub(r"\D", "", r.id) or 0)))
+
+
+def rules_digest(checks_dir: Path = CHECKS_DIR) -> str:
+    """sha256 over the rule set (checks, views, lists): which rules a verdict was judged by."""
+    h = hashlib.sha256()
+    for p in [*sorted(checks_dir.glob("*.toml")), HERE / "views.sql", HERE / "lists.toml"]:
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+# -- policy ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    source: str
+    sha256: str
+    raw: dict
+
+    def attempt_disqualifies(self, task: str | None) -> list[str]:
+        task_raw = self.raw.get("tasks", {}).get(task or "", {})
+        return list(task_raw.get("attempt_disqualifies", self.raw.get("attempt_disqualifies", [])))
+
+    def for_rule(self, rule: Rule, task: str | None) -> dict:
+        """The rule as this policy applies it to `task`: enabled, severity, params, exceptions."""
+        eff = {
+            "enabled": True,
+            "severity": rule.severity,
+            "params": dict(rule.params),
+            "exceptions": dict(rule.exceptions),
+        }
+        layers = [
+            self.raw.get("rules", {}).get(rule.id, {}),
+            self.raw.get("tasks", {}).get(task or "", {}).get("rules", {}).get(rule.id, {}),
+        ]
+        for layer in layers:
+            for key, value in layer.items():
+                if key in ("params", "exceptions"):
+                    eff[key].update(value)
+                elif key in ("enabled", "severity"):
+                    eff[key] = value
+                else:
+                    raise RuleError(f"policy {self.name}: unknown key {key!r} for rule {rule.id}")
+        if eff["severity"] not in SEVERITIES:
+            raise RuleError(f"policy {self.name}: severity of {rule.id} must be one of {SEVERITIES}")
+        return eff
+
+    def summary(self, task: str | None) -> dict:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "sha256": self.sha256,
+            "attempt_disqualifies": self.attempt_disqualifies(task),
+            "overrides": {
+                "rules": self.raw.get("rules", {}),
+                "task": self.raw.get("tasks", {}).get(task or "", {}),
+            },
+        }
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    path = path or DEFAULT_POLICY
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such policy file")
+    data = path.read_bytes()
+    try:
+        raw = tomllib.loads(data.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RuleError(f"policy {path}: {exc}") from None
+    if not isinstance(raw.get("attempt_disqualifies", []), list):
+        raise RuleError(f"policy {path}: attempt_disqualifies must be a list of rule ids")
+    source = "builtin:" + path.name if path.parent == POLICIES_DIR else str(path)
+    return Policy(raw.get("name", path.stem), source, hashlib.sha256(data).hexdigest(), raw)
+
+
+# -- evidence connection ----------------------------------------------------------------------
+def _scan_checkpoint(path: Path) -> tuple[str, bool]:
+    """sha256 of the file and whether torch.compile's `_orig_mod.` prefix occurs in it."""
+    h, found, tail, marker = hashlib.sha256(), False, b"", b"_orig_mod."
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            found = found or marker in tail + block
+            tail = block[-len(marker) :]
+    return h.hexdigest(), found
+
+
+def _derived_tables(con: duckdb.DuckDBPyConnection, workspace: Path) -> None:
+    """Facts read from the workspace, each tied to the sealed after-snapshot by its sha256:
+    a file edited after sealing is `verified = false` and so counts as absent."""
+    con.execute("CREATE TEMP TABLE workspace_scripts (path VARCHAR, verified BOOLEAN, text VARCHAR)")
+    con.execute("CREATE TEMP TABLE checkpoint_scan (path VARCHAR, verified BOOLEAN, orig_mod BOOLEAN)")
+    snap = con.execute(
+        "SELECT path, sha256, size FROM snapshots WHERE phase = 'after' AND scope = 'workspace' "
+        "AND kind = 'file' ORDER BY path"
+    ).fetchall()
+    for rel, sha, size in snap:
+        p = workspace / rel
+        if "/" not in rel and rel.endswith(".py") and size <= 4 << 20:
+            try:
+                data = p.read_bytes()
+            except OSError:
+                continue
+            ok = hashlib.sha256(data).hexdigest() == sha
+            con.execute(
+                "INSERT INTO workspace_scripts VALUES (?, ?, ?)",
+                [rel, ok, data.decode("utf-8", "replace") if ok else None],
+            )
+        elif rel.startswith("checkpoints/"):
+            try:
+                digest, orig_mod = _scan_checkpoint(p)
+            except OSError:
+                continue
+            con.execute("INSERT INTO checkpoint_scan VALUES (?, ?, ?)", [rel, digest == sha, orig_mod])
+
+
+def open_evidence(run_dir: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection with the rules' views, macros, lists and derived tables."""
+    con = duckdb.connect(str(run_dir / DB_NAME), read_only=True)
+    lists = tomllib.loads((HERE / "lists.toml").read_text())
+    for name, values in lists.items():
+        con.execute(f"CREATE TEMP TABLE list_{name} (name VARCHAR)")
+        con.executemany(f"INSERT INTO list_{name} VALUES (?)", [[v] for v in values])
+    con.execute((HERE / "views.sql").read_text())
+    _derived_tables(con, run_dir / "workspace")
+    return con
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()
+    return {r[0] for r in rows}
+
+
+# -- judging -----------------------------------------------------------------------------------
+def _output(row: dict) -> str:
+    argv = row["argv"]
+    fields = [f"table={row['table_name']}", f"seq={row['seq']}"]
+    if row["pid"] is not None:
+        fields.append(f"pid={row['pid']}")
+    if row["path"] is not None:
+        fields.append(f"path={row['path']}")
+    if argv:
+        fields.append("argv=" + shlex.join(argv)[:240])
+    return f"{row['sentence']} | " + " ".join(fields)
+
+
+def _query_rows(con: duckdb.DuckDBPyConnection, sql: str, exceptions: dict[str, str]) -> list[dict]:
+    unless = " AND ".join(f"NOT coalesce(({expr}), false)" for expr in exceptions.values()) or "true"
+    cols = ", ".join(ROW_COLUMNS)
+    full = f"SELECT {cols} FROM ({sql}) AS q WHERE {unless} ORDER BY t NULLS LAST, table_name, seq"
+    cur = con.execute(full)
+    out = []
+    for values in cur.fetchall():
+        row = dict(zip(ROW_COLUMNS, values, strict=True))
+        row["argv"] = list(row["argv"]) if row["argv"] is not None else None
+        out.append(row)
+    return out
+
+
+def _substitute(sql: str, params: dict[str, Any], rule: Rule) -> str:
+    text = Template(sql).safe_substitute({k: str(v) for k, v in params.items()})
+    if "${" in text:
+        raise RuleError(f"{rule.file}: unknown parameter in {text[text.index('${') :][:40]!r}")
+    return text
+
+
+def judge_rule(
+    con: duckdb.DuckDBPyConnection, rule: Rule, eff: dict, tables: set[str], attempt_disqualifies: bool
+) -> dict:
+    """One rule's outcome with the rows that show it."""
+    result: dict[str, Any] = {
+        "id": rule.id,
+        "title": rule.title,
+        "severity": eff["severity"],
+        "outcome": "pass",
+        "disqualifies": False,
+        "summary": "",
+        "rows": [],
+        "rows_total": 0,
+    }
+    if rule.measure is not None:
+        measured = _query_rows(con, _substitute(rule.measure, eff["params"], rule), {})
+        cited = [dict(r, output=_output(r)) for r in measured[:MAX_CITED]]
+        result["measure"] = {"count": len(measured), "rows": cited}
+    if not eff["enabled"]:
+        result.update(outcome="not_applicable", summary="disabled for this task by the policy")
+        return result
+    if rule.applies and not con.execute(_substitute(rule.applies, eff["params"], rule)).fetchone()[0]:
+        result.update(outcome="not_applicable", summary="the evidence holds nothing this rule is about")
+        return result
+    found: dict[str, list[dict]] = {"violation": [], "attempt": []}
+    ran = 0
+    for check in rule.checks:
+        if not set(check.needs) <= tables or set(check.unless) & tables:
+            continue
+        ran += 1
+        try:
+            rows = _query_rows(con, _substitute(check.sql, eff["params"], rule), eff["exceptions"])
+        except duckdb.Error as exc:
+            raise RuleError(f"{rule.file}: check {check.name!r} failed: {str(exc).splitlines()[0]}") from None
+        for row in rows:
+            row.update(kind=check.kind, check=check.name, output=_output(row))
+        found[check.kind] += rows
+    if ran == 0:
+        missing = sorted({t for c in rule.checks for t in c.needs} - tables)
+        summary = "the evidence has no " + ", ".join(missing) + " table"
+        result.update(outcome="not_applicable", summary=summary)
+        return result
+    if found["violation"]:
+        outcome, rows = "fail", found["violation"] + found["attempt"]
+    elif found["attempt"]:
+        outcome, rows = "attempt", found["attempt"]
+    else:
+        outcome, rows = "pass", []
+    seen, unique = set(), []
+    for r in rows:  # one act can be shown by several checks; cite each row once
+        key = (r["table_name"], r["seq"], r["kind"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    result.update(outcome=outcome, rows=unique[:MAX_CITED], rows_total=len(unique))
+    result["disqualifies"] = eff["severity"] == "disqualify" and (
+        outcome == "fail" or (outcome == "attempt" and attempt_disqualifies)
+    )
+    if rows:
+        more = f" (and {len(unique) - 1} more)" if len(unique) > 1 else ""
+        result["summary"] = unique[0]["sentence"] + more
+    return result
+
+
+def _score(con: duckdb.DuckDBPyConnection, direction: str | None) -> dict | None:
+    best_fn = "min" if direction == "lower" else "max"
+    row = con.execute(
+        f"SELECT path, official FROM scores WHERE official IS NOT NULL "
+        f"ORDER BY official {'ASC' if best_fn == 'min' else 'DESC'}, path LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    return {
+        "official": row[1],
+        "checkpoint": row[0],
+        "direction": direction or "higher (task direction unknown)",
+    }
+
+
+def judge(
+    run_dir: Path, policy: Policy | None = None, direction_for: Callable[[str], str | None] | None = None
+) -> dict:
+    """The verdict of one run: integrity first, then every rule, then the score."""
+    policy = policy or load_policy()
+    integrity = verify_run(run_dir).to_dict()
+    integrity.pop("run_dir", None)  # the verdict must not depend on where the run lies
+    verdict: dict[str, Any] = {
+        "format": VERDICT_FORMAT,
+        "run_id": None,
+        "task": None,
+        "status": None,
+        "reasons": [],
+        "disqualified_by": [],
+        "warnings": [],
+        "score": None,
+        "integrity": integrity,
+        "policy": None,
+        "rules_sha256": rules_digest(),
+        "rules": [],
+    }
+    if integrity["status"] == "tampered" or not (run_dir / DB_NAME).is_file():
+        verdict["status"] = integrity["status"] if integrity["status"] == "tampered" else "incomplete"
+        verdict["reasons"] = integrity["problems"] + integrity["incomplete_reasons"]
+        verdict["policy"] = policy.summary(None)
+        return verdict
+    con = open_evidence(run_dir)
+    try:
+        run_id, task = con.execute("SELECT run_id, task FROM run").fetchone()
+        verdict.update(run_id=run_id, task=task, policy=policy.summary(task))
+        tables = _tables(con)
+        attempt_dq = set(policy.attempt_disqualifies(task))
+        for rule in load_rules():
+            eff = policy.for_rule(rule, task)
+            verdict["rules"].append(judge_rule(con, rule, eff, tables, rule.id in attempt_dq))
+        score = _score(con, direction_for(task) if direction_for else None) if "scores" in tables else None
+    finally:
+        con.close()
+    rules = verdict["rules"]
+    verdict["disqualified_by"] = [r["id"] for r in rules if r["disqualifies"]]
+    verdict["warnings"] = [r["id"] for r in rules if r["severity"] == "warn" and r["outcome"] == "fail"]
+    no_score = [r for r in rules if r["severity"] == "no_score" and r["outcome"] == "fail"]
+    if integrity["status"] == "incomplete":
+        verdict["status"] = "incomplete"
+        verdict["reasons"] = integrity["incomplete_reasons"]
+    elif verdict["disqualified_by"]:
+        verdict["status"] = "disqualified"
+        verdict["reasons"] = [f"{r['id']} {r['outcome']}: {r['summary']}" for r in rules if r["disqualifies"]]
+    elif no_score:
+        verdict["status"] = "no_score"
+        verdict["reasons"] = [f"{r['id']} {r['outcome']}: {r['summary']}" for r in no_score]
+    elif score is not None:
+        verdict["status"] = "accepted"
+        verdict["score"] = score
+    else:
+        verdict["status"] = "no_score"
+        verdict["reasons"] = [
+            "not scored: the evidence holds no official score (official scoring has not run on this run)"
+            if "scores" not in tables
+            else "no checkpoint produced an official score"
+        ]
+    return verdict
+
+
+def verdict_json(verdict: dict) -> str:
+    return json.dumps(verdict, indent=2, sort_keys=False, default=str)
