@@ -8,6 +8,7 @@ import typer
 from onegc.audit import (
     cmd_agents,
     cmd_aggregate,
+    cmd_import,
     cmd_rules,
     cmd_run,
     cmd_score,
@@ -34,12 +35,14 @@ app.add_typer(cmd_tasks.app, name="tasks")
 app.command()(cmd_sql.sql)
 app.command()(cmd_sql.query)
 app.command("seal")(cmd_seal.seal_cmd)
+app.command("import")(cmd_import.import_cmd)
 app.add_typer(cmd_sweep.app, name="sweep")
 app.add_typer(cmd_agents.app, name="agents")
 app.add_typer(cmd_rules.app, name="rules")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from onegc.audit.importer import ImportSourceError
     from onegc.evidence.integrity import BadRunDir
     from onegc.evidence.seal import SealError
     from onegc.harness.agents import UnknownAgent
@@ -51,6 +54,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         SealError,
         UnknownAgent,
         HarnessError,
+        ImportSourceError,
         RuleError,
         FileNotFoundError,
         NotADirectoryError,

@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 
 from onegc.evidence.integrity import verify_run
+from onegc.evidence.schema import TABLE_BY_NAME
 from onegc.evidence.seal import DB_NAME
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +34,7 @@ VERDICT_FORMAT = "onegc-verdict-1"
 SEVERITIES = ("disqualify", "no_score", "warn")
 ROW_COLUMNS = ("table_name", "seq", "t", "pid", "argv", "path", "sentence")
 MAX_CITED = 25
+ALL_TABLES = set(TABLE_BY_NAME)
 RULE_KEYS = (
     "id",
     "title",
@@ -245,11 +247,33 @@ def open_evidence(run_dir: Path) -> duckdb.DuckDBPyConnection:
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Evidence tables holding at least one row: an empty `scores` or `messages` table means
-    that step (scoring, stream parsing) did not run, the same as no table at all."""
+    """Evidence tables holding at least one row (an empty `scores` or `messages` table means
+    that step did not run, the same as no table at all), less those the start event declares
+    absent: an imported run's execs are empty because no sensor watched, not because nothing
+    happened, so a check over them could only pass vacuously."""
     rows = con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()
-    names = [r[0] for r in rows]
-    return {n for n in names if con.execute(f'SELECT EXISTS (SELECT 1 FROM "{n}")').fetchone()[0]}
+    present = {r[0] for r in rows if con.execute(f'SELECT EXISTS (SELECT 1 FROM "{r[0]}")').fetchone()[0]}
+    return present - _absent_tables(con)
+
+
+def _absent_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    row = con.execute(
+        "SELECT json_extract(detail, '$.provenance.absent_tables') FROM harness_events "
+        "WHERE kind = 'start' ORDER BY seq LIMIT 1"
+    ).fetchone()
+    absent = json.loads(row[0]) if row and row[0] else []
+    return {t for t in absent if isinstance(t, str)}
+
+
+# Views and derived tables of views.sql / _derived_tables, by the evidence table they read.
+READS_VIA = {"started": "execs", "checkpoint_scan": "snapshots", "workspace_scripts": "snapshots"}
+
+
+def reads(sql: str, known: set[str]) -> set[str]:
+    """The evidence tables a check's SQL names (directly or through a view): a check whose
+    tables the record lacks is not run, whatever its `needs` say."""
+    words = set(re.findall(r"[a-z_][a-z0-9_]*", sql.lower()))
+    return {t for t in known if t in words} | {READS_VIA[w] for w in words & set(READS_VIA)}
 
 
 # -- judging -----------------------------------------------------------------------------------
@@ -316,7 +340,14 @@ def judge_rule(
         result.update(outcome="not_applicable", summary="the evidence holds nothing this rule is about")
         return result
     found: dict[str, list[dict]] = {"violation": [], "attempt": []}
-    for check in runnable:
+    ran = 0
+    absent = {t for c in rule.checks for t in reads(c.sql, ALL_TABLES)} - tables
+    for check in rule.checks:
+        if not set(check.needs) <= tables or set(check.unless) & tables:
+            continue
+        if reads(check.sql, ALL_TABLES) - tables:
+            continue
+        ran += 1
         try:
             rows = _query_rows(con, _substitute(check.sql, eff["params"], rule), eff["exceptions"])
         except duckdb.Error as exc:
@@ -324,6 +355,11 @@ def judge_rule(
         for row in rows:
             row.update(kind=check.kind, check=check.name, output=_output(row))
         found[check.kind] += rows
+    if ran == 0:
+        missing = sorted(({t for c in rule.checks for t in c.needs} | absent) - tables)
+        summary = "the evidence has no " + ", ".join(missing) + " table"
+        result.update(outcome="not_applicable", summary=summary)
+        return result
     if found["violation"]:
         outcome, rows = "fail", found["violation"] + found["attempt"]
     elif found["attempt"]:
@@ -337,6 +373,10 @@ def judge_rule(
             seen.add(key)
             unique.append(r)
     result.update(outcome=outcome, rows=unique[:MAX_CITED], rows_total=len(unique))
+    if absent:  # judged on part of what the rule looks at: say which part was missing
+        result["unchecked_without"] = sorted(absent)
+        if outcome == "pass":
+            result["summary"] = "nothing found; not checked without " + ", ".join(sorted(absent))
     result["disqualifies"] = eff["severity"] == "disqualify" and (
         outcome == "fail" or (outcome == "attempt" and attempt_disqualifies)
     )
@@ -392,6 +432,7 @@ def judge(
         run_id, task = con.execute("SELECT run_id, task FROM run").fetchone()
         verdict.update(run_id=run_id, task=task, policy=policy.summary(task))
         tables = _tables(con)
+        absent = _absent_tables(con)
         attempt_dq = set(policy.attempt_disqualifies(task))
         for rule in load_rules():
             eff = policy.for_rule(rule, task)
@@ -406,6 +447,8 @@ def judge(
     if integrity["status"] == "incomplete":
         verdict["status"] = "incomplete"
         verdict["reasons"] = integrity["incomplete_reasons"]
+        if absent:  # an imported record: say what it could and could not show
+            verdict["reasons"] += _partial_record(rules, absent)
     elif verdict["disqualified_by"]:
         verdict["status"] = "disqualified"
         verdict["reasons"] = [f"{r['id']} {r['outcome']}: {r['summary']}" for r in rules if r["disqualifies"]]
@@ -423,6 +466,25 @@ def judge(
             else "no checkpoint produced an official score"
         ]
     return verdict
+
+
+def _partial_record(rules: list[dict], absent: set[str]) -> list[str]:
+    """For a record that lacks tables (an imported transcript): which rules it was judged on,
+    which it cannot show, and what it shows that would disqualify a monitored run. It stays
+    incomplete either way: without OS evidence a violation shown is not all there is."""
+    judged = [r["id"] for r in rules if r["outcome"] != "not_applicable"]
+    partly = [r["id"] for r in rules if r.get("unchecked_without") and r["outcome"] != "not_applicable"]
+    unchecked = [r["id"] for r in rules if r["outcome"] == "not_applicable"]
+    out = [
+        "record lacks " + ", ".join(sorted(absent)),
+        "judged from what the record holds: " + (", ".join(judged) or "none")
+        + (f" (partly: {', '.join(partly)})" if partly else ""),
+        "could not be checked: " + (", ".join(unchecked) or "none"),
+    ]
+    shown = [f"{r['id']} {r['outcome']}: {r['summary']}" for r in rules if r["disqualifies"]]
+    if shown:
+        out.append("the record shows what would disqualify: " + "; ".join(shown))
+    return out
 
 
 def verdict_json(verdict: dict) -> str:
