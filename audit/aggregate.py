@@ -20,9 +20,10 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from onegc.evidence.integrity import BadRunDir, verify_run
+from onegc.evidence.integrity import BadRunDir
 from onegc.evidence.seal import DB_NAME, MANIFEST_NAME
-from onegc.harness.scoring import RESCORE_DIR, latest_result
+from onegc.harness.scoring import RESCORE_DIR
+from onegc.rules.engine import judge
 
 STATUSES = ("accepted", "no_score", "disqualified", "incomplete", "tampered")
 ATTEMPTED = ("accepted", "no_score", "disqualified")  # the N of the success rate n/N
@@ -51,31 +52,15 @@ class Verdict:
     rule: str | None = None
 
 
-# -- the seam with the rules engine ---------------------------------------------------------
+# -- the one place that knows where verdicts come from ----------------------------------------
 def run_verdict(run_dir: Path) -> Verdict:
-    """The run's verdict: from ``onegc.rules.engine.judge`` when it exists, else from the
-    seal (tampered/incomplete) and the official result (accepted with a score, no_score)."""
-    try:
-        from onegc.rules.engine import judge
-    except ImportError:
-        judge = None
-    if judge is not None:
-        from onegc.audit.cmd_verify import task_direction
+    """The run's verdict from the rules engine (integrity, Rules 1-9, the official score)."""
+    from onegc.audit.cmd_verify import task_direction
 
-        v = judge(run_dir, direction_for=task_direction)  # the verdict dict (onegc-verdict-1)
-        score = v["score"]["official"] if v["score"] else None
-        rule = ", ".join(v["disqualified_by"]) or (v["reasons"][0] if v["reasons"] else None)
-        return Verdict(v["status"], None if score is None else float(score), rule)
-    report = verify_run(run_dir)
-    if report.status != "intact":
-        why = (report.problems or report.incomplete_reasons or [report.status])[0]
-        return Verdict(report.status, None, f"integrity: {why}")
-    _, result = latest_result(run_dir)
-    if result is None:
-        return Verdict("no_score", None, "not scored")
-    if result.get("outcome") == "scored" and result.get("value") is not None:
-        return Verdict("accepted", float(result["value"]))
-    return Verdict("no_score", None, result.get("no_score_reason"))
+    v = judge(run_dir, direction_for=task_direction)  # the verdict dict (onegc-verdict-1)
+    score = v["score"]["official"] if v["score"] else None
+    rule = ", ".join(v["disqualified_by"]) or (v["reasons"][0] if v["reasons"] else None)
+    return Verdict(v["status"], None if score is None else float(score), rule)
 
 
 def run_status(run_dir: Path) -> tuple[str, float | None]:

@@ -9,6 +9,7 @@ from onegc.audit import (
     cmd_agents,
     cmd_aggregate,
     cmd_import,
+    cmd_review,
     cmd_rules,
     cmd_run,
     cmd_score,
@@ -38,6 +39,7 @@ app.command("seal")(cmd_seal.seal_cmd)
 app.command("import")(cmd_import.import_cmd)
 app.add_typer(cmd_sweep.app, name="sweep")
 app.add_typer(cmd_agents.app, name="agents")
+app.command()(cmd_review.review)
 app.add_typer(cmd_rules.app, name="rules")
 
 

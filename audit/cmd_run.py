@@ -9,13 +9,14 @@ import typer
 from rich.console import Console
 
 from onegc.audit import official
+from onegc.audit.cmd_verify import print_verdict, task_direction
 from onegc.audit.exitcodes import BY_STATUS
-from onegc.evidence.integrity import verify_run
 from onegc.harness.agents import PROXY_PORT, resolve_agent, with_home, write_home_files
 from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
 from onegc.harness.proxy import Route, attach_proxy
 from onegc.harness.scoring import latest_result, scoring_step
 from onegc.harness.streams.record import stream_step
+from onegc.rules.engine import judge
 from onegc.tasks import registry
 
 DEFAULT_DATA_DIR = Path(os.environ.get("ONEGC_DATA_DIR", Path.home() / ".cache" / "onegc-audit" / "data"))
@@ -45,9 +46,9 @@ def monitored_run(
     synthetic: bool | None,
     env: dict[str, str],
     score: bool = True,
-) -> tuple[Path, dict]:
+) -> Path:
     """Prepare the task, run the agent under the sensors, score it officially (before the
-    seal, so the scores are sealed evidence), seal; returns (run_dir, integrity)."""
+    seal, so the scores are sealed evidence), seal; returns the run directory."""
     task = registry.get_task(task_id)
     budget = budget_s if budget_s is not None else task.budget_s
     launch = resolve_agent(agent, command, budget)
@@ -82,7 +83,7 @@ def monitored_run(
         policy = official.task_policy(task, official.data_context(prepared))
         spec.before_seal.append(scoring_step(official.task_evaluator(task.id, prepared.data_dir), policy))
     run_monitored(spec)
-    return run_dir, verify_run(run_dir).to_dict()
+    return run_dir
 
 
 def score_line(result: dict | None) -> str:
@@ -101,24 +102,23 @@ def score_line(result: dict | None) -> str:
     )
 
 
-def _report(run_dir: Path, integrity: dict, as_json: bool, leaderboard: bool = False) -> None:
+def _report(run_dir: Path, as_json: bool, leaderboard: bool = False) -> None:
+    """What the run came to: the verdict (seal, Rules 1-9, score) and the official result."""
+    verdict = judge(run_dir, direction_for=task_direction)
     _, result = latest_result(run_dir)
     if as_json:
-        print(json.dumps({"run_dir": str(run_dir), "integrity": integrity, "result": result}, indent=2))
+        print(json.dumps({"run_dir": str(run_dir), "verdict": verdict, "result": result}, indent=2,
+                         default=str))
     else:
-        console = Console()
-        console.print(f"run directory: [bold]{run_dir}[/]\nverify: [bold]{integrity['status']}[/]")
-        for line in integrity["problems"] + integrity["incomplete_reasons"]:
-            console.print(f"  {line}", highlight=False)
-        console.print(score_line(result), highlight=False)
+        print_verdict(run_dir, verdict)
+        Console().print(score_line(result), highlight=False)
         if leaderboard:
             from onegc.audit import aggregate as agg
 
-            status, _ = agg.run_status(run_dir)
-            console.print(f"verdict: [bold]{status}[/]\n", highlight=False)
             board = agg.leaderboard(agg.collect_runs_at([run_dir]), agg.task_metas())
+            print()
             print(agg.render_md(board).split("### Table 6")[0].rstrip())
-    raise typer.Exit(BY_STATUS[integrity["status"]])
+    raise typer.Exit(BY_STATUS[verdict["status"]])
 
 
 def run(
@@ -140,7 +140,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")] = False,
 ) -> None:
     """Run an agent on a task under the sensors and seal the evidence in RUNS_DIR/LABEL/TASK/rREP."""
-    run_dir, integrity = monitored_run(
+    run_dir = monitored_run(
         task_id=task,
         agent=agent,
         command=command or [],
@@ -153,7 +153,7 @@ def run(
         synthetic=synthetic,
         env=_parse_env(env or []),
     )
-    _report(run_dir, integrity, as_json)
+    _report(run_dir, as_json)
 
 
 def demo(
@@ -165,7 +165,7 @@ def demo(
     rep = 1
     while (runs_dir / "scripted-baseline" / "t6" / f"r{rep}").exists():
         rep += 1
-    run_dir, integrity = monitored_run(
+    run_dir = monitored_run(
         task_id="t6",
         agent="scripted:baseline",
         command=[],
@@ -178,4 +178,4 @@ def demo(
         synthetic=None,
         env={"ONEGC_TIME_BUDGET_S": "60"},
     )
-    _report(run_dir, integrity, as_json, leaderboard=True)
+    _report(run_dir, as_json, leaderboard=True)

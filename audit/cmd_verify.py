@@ -44,11 +44,11 @@ def verify(
     if as_json:
         print(verdict_json(verdict))
     else:
-        _print(run_dir, verdict)
+        print_verdict(run_dir, verdict)
     raise typer.Exit(BY_STATUS[verdict["status"]])
 
 
-def _print(run_dir: Path, v: dict) -> None:
+def print_verdict(run_dir: Path, v: dict) -> None:
     console = Console(highlight=False, soft_wrap=True)
     status = f"[{STYLE[v['status']]}]{v['status']}[/]"
     console.print(f"[bold]{run_dir}[/]: {status}  (policy {v['policy']['name']})")

@@ -1,0 +1,29 @@
+"""`onegc-audit review RUN_DIR`: the document a disqualification review needs."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from onegc.audit.review import build, to_html, to_markdown
+from onegc.evidence.integrity import BadRunDir
+
+
+def review(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/opus47/t2/r4.")],
+    fmt: Annotated[str, typer.Option("--format", help="md or html.")] = "md",
+    out: Annotated[Path | None, typer.Option(help="Write to a file instead of stdout.")] = None,
+) -> None:
+    """Verdict, each rule's cited rows, a timeline with the violations marked, the transcript
+    around each violation, checkpoints and scores, and the seal's status."""
+    if fmt not in ("md", "html"):
+        raise typer.BadParameter("--format is md or html")
+    if not run_dir.is_dir():
+        raise BadRunDir(f"{run_dir}: no such run directory")
+    r = build(run_dir)
+    text = to_html(r) if fmt == "html" else to_markdown(r)
+    if out:
+        out.write_text(text)
+        print(f"wrote {out} (verdict: {r.verdict['status']})")
+    else:
+        print(text)
