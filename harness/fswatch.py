@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -41,6 +42,13 @@ NAMES = (
 READ_WATCHED = {"heldout"}
 
 
+def _ctime(entry: os.DirEntry) -> float:
+    try:
+        return entry.stat(follow_symlinks=False).st_ctime
+    except OSError:
+        return float("inf")  # vanished or unreadable: report it rather than hide it
+
+
 class Watcher:
     def __init__(self, run_dir: Path, roots: list[tuple[str, str, bool]]) -> None:
         self.ino = INotify()
@@ -48,10 +56,12 @@ class Watcher:
         self.roots = roots
         self.wds: dict[int, tuple[str, str, bool]] = {}  # wd -> (label, dir path, recursive)
         self.counts: Counter[str] = Counter()
+        self.started = time.time() - 1.0  # ctime granularity and clock skew margin
 
-    def watch_tree(self, label: str, top: str, recursive: bool, report_found: bool) -> None:
+    def watch_tree(self, label: str, top: str, recursive: bool, report_found: bool, since: float = 0.0) -> None:
         """Watch `top` (and below it when recursive); with report_found, journal what is
-        already there (a rescan: the history of those files is unknown)."""
+        already there (a rescan: the history of those files is unknown) and changed at or
+        after `since` (ctime, which an unprivileged process cannot set back)."""
         stack = [top]
         while stack:
             d = stack.pop()
@@ -67,7 +77,7 @@ class Watcher:
                 continue
             for e in entries:
                 is_dir = e.is_dir(follow_symlinks=False)
-                if report_found:
+                if report_found and (not since or _ctime(e) >= since):
                     self.journal.write(root=label, path=e.path, event="rescan_found", is_dir=is_dir, cookie=0)
                 if is_dir and recursive:
                     stack.append(e.path)
@@ -81,9 +91,9 @@ class Watcher:
         for ev in events:
             if ev.mask & F.Q_OVERFLOW:
                 self.counts["overflows"] += 1
-                for label, path, recursive in self.roots:
+                for label, path, recursive in self.roots:  # what changed since we started
                     if os.path.isdir(path):
-                        self.watch_tree(label, path, recursive, report_found=True)
+                        self.watch_tree(label, path, recursive, report_found=True, since=self.started)
                 continue
             if ev.wd not in self.wds:
                 continue

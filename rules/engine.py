@@ -444,14 +444,17 @@ def judge(
     verdict["disqualified_by"] = [r["id"] for r in rules if r["disqualifies"]]
     verdict["warnings"] = [r["id"] for r in rules if r["severity"] == "warn" and r["outcome"] == "fail"]
     no_score = [r for r in rules if r["severity"] == "no_score" and r["outcome"] == "fail"]
-    if integrity["status"] == "incomplete":
+    disqualifying = [f"{r['id']} {r['outcome']}: {r['summary']}" for r in rules if r["disqualifies"]]
+    if verdict["disqualified_by"] and not absent:
+        # A sealed, intact row proving a violation stands even when other evidence was lost:
+        # an incomplete monitored run that ran pip is disqualified, not merely incomplete.
+        verdict["status"] = "disqualified"
+        verdict["reasons"] = disqualifying + [f"also incomplete: {r}" for r in integrity["incomplete_reasons"]]
+    elif integrity["status"] == "incomplete":
         verdict["status"] = "incomplete"
         verdict["reasons"] = integrity["incomplete_reasons"]
         if absent:  # an imported record: say what it could and could not show
             verdict["reasons"] += _partial_record(rules, absent)
-    elif verdict["disqualified_by"]:
-        verdict["status"] = "disqualified"
-        verdict["reasons"] = [f"{r['id']} {r['outcome']}: {r['summary']}" for r in rules if r["disqualifies"]]
     elif no_score:
         verdict["status"] = "no_score"
         verdict["reasons"] = [f"{r['id']} {r['outcome']}: {r['summary']}" for r in no_score]

@@ -10,6 +10,7 @@ import psutil
 
 from onegc.evidence.integrity import verify_run
 from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.rules.engine import judge
 from tests.conftest import monitored, needs_root
 from tests.evidencedb import rows
 
@@ -64,7 +65,8 @@ def test_forced_inotify_overflow_makes_the_run_incomplete(runs_dir):
     kernel queue (16,384 events) overflows, which must be counted and make the run incomplete."""
     run_dir = create_run_dir(runs_dir, "tester", "t0", 1)
     script = (
-        "touch started; sleep 1; python3 -c \"[open(f'f{i}', 'w').write('x') for i in range(12000)]\"; "
+        "python3 -m pip install --no-index --quiet not-a-package; touch started; sleep 1; "
+        "python3 -c \"[open(f'f{i}', 'w').write('x') for i in range(12000)]\"; "
         "touch done; sleep 3"
     )
     spec = RunSpec(run_dir, ["bash", "-c", script], "tester", "t0", 1, budget_s=120, grace_s=1)
@@ -93,3 +95,7 @@ def test_forced_inotify_overflow_makes_the_run_incomplete(runs_dir):
     report = verify_run(run_dir)
     assert report.status == "incomplete"
     assert any("overflows" in r for r in report.incomplete_reasons)
+    # the pip run is proven by an intact exec row: lost file events do not excuse it
+    verdict = judge(run_dir)
+    assert verdict["status"] == "disqualified" and verdict["disqualified_by"] == ["R4"], verdict["reasons"]
+    assert any(r.startswith("also incomplete: sensor fswatch: overflows") for r in verdict["reasons"])
