@@ -6,6 +6,7 @@ catalog says which segment holds each run's current rows. Every row carries the 
 agent label, task and rep. Sealed evidence is only ever opened read-only.
 """
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -13,7 +14,10 @@ from pathlib import Path
 
 import duckdb
 
+from onegc.audit.cmd_verify import task_direction
 from onegc.evidence.seal import DB_NAME, MANIFEST_NAME
+from onegc.harness.scoring import RESCORE_DIR
+from onegc.rules.engine import judge, rules_digest
 
 INDEX_DIR = ".index"
 IDENTITY = "('run_key', 'agent', 'task', 'rep', 'run_dir', 'segment')"  # added to every row
@@ -37,10 +41,34 @@ def find_runs(root: Path) -> list[Path]:
 
 
 def _digest(run_dir: Path) -> str | None:
+    """What the run's indexed rows depend on: its seal, its sealed rescores, and the rule set
+    (a new rule or policy changes the verdict views)."""
     try:
-        return json.loads((run_dir / MANIFEST_NAME).read_text()).get("digest")
-    except (OSError, ValueError):
+        parts = [json.loads((run_dir / MANIFEST_NAME).read_text())["digest"]]
+        for addendum in sorted(run_dir.glob(f"{RESCORE_DIR}/*/{MANIFEST_NAME}")):
+            parts.append(json.loads(addendum.read_text()).get("digest", ""))
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+    return hashlib.sha256("|".join([*parts, rules_digest()]).encode()).hexdigest()
+
+
+VERDICT_COLUMNS = ("run_key VARCHAR, agent VARCHAR, task VARCHAR, rep INTEGER, run_dir VARCHAR, segment INTEGER, "
+                   "status VARCHAR, official DOUBLE, checkpoint VARCHAR, disqualified_by VARCHAR[], "
+                   "warnings VARCHAR[], reasons VARCHAR[], policy VARCHAR, rules_sha256 VARCHAR")
+OUTCOME_COLUMNS = ("run_key VARCHAR, agent VARCHAR, task VARCHAR, rep INTEGER, run_dir VARCHAR, segment INTEGER, "
+                   "rule VARCHAR, title VARCHAR, severity VARCHAR, outcome VARCHAR, disqualifies BOOLEAN, "
+                   "summary VARCHAR, rows_total INTEGER, cited JSON")
+
+
+def _verdict_rows(ident: tuple, verdict: dict) -> tuple[tuple, list[tuple]]:
+    """The verdict of one run as a `verdicts` row and its `rule_outcomes` rows."""
+    score = verdict.get("score") or {}
+    head = (*ident, verdict["status"], score.get("official"), score.get("checkpoint"),
+            verdict["disqualified_by"], verdict["warnings"], verdict["reasons"],
+            (verdict.get("policy") or {}).get("name"), verdict.get("rules_sha256"))
+    rules = [(*ident, r["id"], r["title"], r["severity"], r["outcome"], r["disqualifies"], r["summary"],
+              r["rows_total"], json.dumps(r["rows"], default=str)) for r in verdict.get("rules", [])]
+    return head, rules
 
 
 def _catalog(index: Path) -> dict[str, tuple[str, int]]:
@@ -71,8 +99,11 @@ def refresh(root: Path) -> RefreshStats:
     segment = max((s for _, s in catalog.values()), default=0) + 1
     con = duckdb.connect()
     parts: dict[str, list[str]] = {}
+    verdicts: list[tuple] = []
+    outcomes: list[tuple] = []
     for n, (key, run_dir, _) in enumerate(todo):
         alias = f"r{n}"
+        verdict = judge(run_dir, direction_for=task_direction)
         try:
             con.execute(f"ATTACH '{run_dir / DB_NAME}' AS {alias} (READ_ONLY)")
             meta = con.execute(f"SELECT label, task, rep FROM {alias}.run").fetchone() or (None, None, None)
@@ -91,7 +122,15 @@ def refresh(root: Path) -> RefreshStats:
                 f"SELECT {lit}, {segment} AS segment, COLUMNS(lambda c: c NOT IN {IDENTITY}) "
                 f"FROM {alias}.{table}"
             )
+        head, rules = _verdict_rows((key, *meta, str(run_dir), segment), verdict)
+        verdicts.append(head)
+        outcomes += rules
         stats.runs_added += 1
+    for name, columns, rows in (("verdicts", VERDICT_COLUMNS, verdicts), ("rule_outcomes", OUTCOME_COLUMNS, outcomes)):
+        if rows:
+            con.execute(f"CREATE TABLE {name} ({columns})")
+            con.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+            parts[name] = [f"SELECT * FROM {name}"]
     for table, selects in parts.items():
         out = index / table
         out.mkdir(exist_ok=True)

@@ -29,6 +29,12 @@ def test_views_carry_run_identity_and_canned_install_query_finds_the_planted_row
     assert "not-a-package" in row["command"]
     scripts = run_sql(named_queries()["scripts-launched"].read_text(), [two_runs])
     assert scripts.select("scripts_launched").item() == 1
+    verdicts = run_sql("SELECT rep, status, disqualified_by FROM verdicts ORDER BY rep", [two_runs])
+    assert verdicts.rows() == [(1, "disqualified", ["R4"]), (2, "no_score", [])]
+    r4 = run_sql("SELECT rep, outcome, cited->>'$[0].argv' AS argv FROM rule_outcomes WHERE rule = 'R4' "
+                 "ORDER BY rep", [two_runs])
+    assert r4.row(0)[:2] == (1, "attempt") and "not-a-package" in r4.row(0)[2]
+    assert r4.row(1)[1] == "pass"
 
 
 def test_writes_are_refused():
