@@ -29,7 +29,8 @@ from typing import Any
 
 from onegc.evidence.journal import Journal, journal_path
 from onegc.evidence.seal import seal, sha256_file
-from onegc.harness.monitor import SAFE_NAME
+from onegc.harness import monitor
+from onegc.harness.monitor import HarnessError
 from onegc.harness.streams import PARSERS, Parsed
 from onegc.harness.streams.codex import RolloutParser, merge_rollout
 
@@ -370,21 +371,12 @@ def _times(parsed: Parsed) -> tuple[float | None, float | None]:
 
 
 def create_run_dir(runs_dir: Path, agent: str, task: str, rep: int) -> Path:
-    """RUNS/AGENT/TASK/rREP, new, with the names a monitored run allows. Unlike the
-    harness's, any runs dir will do: no agent runs here, so /tmp is no concern."""
-    for what, value in (("agent", agent), ("task", task)):
-        if not SAFE_NAME.match(value):
-            raise ImportSourceError(f"{what} {value!r} must match {SAFE_NAME.pattern}")
-    if rep < 1:
-        raise ImportSourceError("rep must be >= 1")
-    run_dir = runs_dir.resolve() / agent / task / f"r{rep}"
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    """RUNS/AGENT/TASK/rREP, new, with the names a monitored run allows. Any runs dir will
+    do (no agent runs here, so a runs dir under /tmp is no concern)."""
     try:
-        run_dir.mkdir()
-    except FileExistsError:
-        raise ImportSourceError(f"{run_dir} already exists; a run directory is never reused") from None
-    (run_dir / "workspace").mkdir()
-    return run_dir
+        return monitor.create_run_dir(runs_dir, agent, task, rep, agent_runs_here=False)
+    except HarnessError as exc:
+        raise ImportSourceError(str(exc)) from None
 
 
 def write_run(src: Source, runs_dir: Path, agent: str, task: str, rep: int, key: str) -> Imported:

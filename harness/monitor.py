@@ -88,15 +88,16 @@ class RunOutcome:
     agent_exit_code: int | None
 
 
-def create_run_dir(runs_dir: Path, label: str, task: str, rep: int) -> Path:
-    """RUNS_DIR/LABEL/TASK/rREP, created empty; an existing run is never reused."""
+def create_run_dir(runs_dir: Path, label: str, task: str, rep: int, *, agent_runs_here: bool = True) -> Path:
+    """RUNS_DIR/LABEL/TASK/rREP, created empty; an existing run is never reused. Where an
+    agent will run, the runs dir must not lie under a place made private to it."""
     for what, value in (("label", label), ("task", task)):
         if not SAFE_NAME.match(value):
             raise HarnessError(f"{what} {value!r} must match {SAFE_NAME.pattern}")
     if rep < 1:
         raise HarnessError("rep must be >= 1")
     runs_dir = runs_dir.resolve()
-    for private in PRIVATE_SCRATCH:
+    for private in PRIVATE_SCRATCH if agent_runs_here else ():
         if runs_dir == Path(private) or Path(private) in runs_dir.parents:
             raise HarnessError(
                 f"runs dir {runs_dir} is under {private}, which is made private to the agent; "

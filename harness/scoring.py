@@ -14,7 +14,6 @@ paper's result (task, metric, value, checkpoint) plus how it was reached.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from onegc.evidence.journal import Journal, check_chain, journal_path
+from onegc.evidence.seal import sha256_file
 
 Evaluator = Callable[[Path, Path], dict[str, Any]]
 RESULT_NAME = "result.json"
@@ -232,14 +232,6 @@ def _copy_sources(workspace: Path, dest: Path) -> None:
             )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def evaluate_candidate(
     c: Candidate,
     workspace: Path,
@@ -256,7 +248,7 @@ def evaluate_candidate(
         ckpt = eval_dir / "checkpoint" / Path(c.path).name
         ckpt.parent.mkdir()
         shutil.copyfile(workspace / c.path, ckpt)
-        c.sha256 = _sha256(ckpt)
+        c.sha256 = sha256_file(ckpt)
         expected = after_hashes.get(c.path)
         if expected is not None and expected != c.sha256:
             c.failure = "changed_since_run"

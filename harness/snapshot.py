@@ -1,20 +1,12 @@
 """Before/after snapshots (path, kind, size, mode, owner, sha256) of the places where a lost
 file event must never hide a change: the workspace and the locked originals."""
 
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from onegc.evidence.journal import Journal
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from onegc.evidence.seal import sha256_file
 
 
 def walk(root: Path) -> Iterator[dict]:
@@ -39,7 +31,7 @@ def walk(root: Path) -> Iterator[dict]:
                 entry.update(kind="dir", sha256=None)
             else:
                 try:
-                    entry.update(kind="file", sha256=_sha256(path))
+                    entry.update(kind="file", sha256=sha256_file(path))
                 except OSError:
                     entry.update(kind="file", sha256=None)
             yield entry
