@@ -26,6 +26,22 @@ def canonical(record: dict) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _printable(value: object) -> object:
+    """Lone surrogates (bytes that were not UTF-8) as visible escapes such as \\xff: a JSON
+    reader such as DuckDB's refuses them, and a hostile name must not silence a sensor."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {k: _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    return value
+
+
 def record_hash(record: dict) -> str:
     return hashlib.sha256(canonical(record)).hexdigest()
 
@@ -37,7 +53,9 @@ def journal_path(run_dir: Path, table: str) -> Path:
 class Journal:
     """Writer for one table's journal. Thread-safe; one writer process per file."""
 
-    def __init__(self, path: Path, table: str, fsync_every_s: float = 1.0) -> None:
+    def __init__(self, path: Path, table: str, fsync_every_s: float = 1.0, flush_every_s: float = 0.0) -> None:
+        """`flush_every_s` > 0 lets a high-rate writer (the file sensor) batch its writes;
+        it must call flush() when a burst ends. Records reach the OS within that delay."""
         if table not in TABLE_BY_NAME:
             raise ValueError(f"unknown evidence table {table!r}")
         self.path = path
@@ -47,7 +65,8 @@ class Journal:
         self._seq = 0
         self._prev = ""
         self._fsync_every = fsync_every_s
-        self._last_sync = time.monotonic()
+        self._last_sync = self._last_flush = time.monotonic()
+        self._flush_every = flush_every_s
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(path, "x", encoding="utf-8")  # never reopen or truncate evidence
 
@@ -64,15 +83,25 @@ class Journal:
                 **fields,
                 "prev": self._prev,
             }
-            record["h"] = record_hash(record)
-            self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-            self._fh.flush()
+            try:  # serialised once: hashed, then written with its hash appended
+                body = canonical(record)
+            except UnicodeEncodeError:  # undecodable bytes from a hostile file name or argv
+                record = _printable(record)
+                body = canonical(record)
+            record["h"] = hashlib.sha256(body).hexdigest()
+            self._fh.write(body[:-1].decode() + f',"h":"{record["h"]}"}}\n')
+            if now_mono - self._last_flush >= self._flush_every:
+                self.flush()
             if now_mono - self._last_sync >= self._fsync_every:
                 os.fsync(self._fh.fileno())
                 self._last_sync = now_mono
             self._seq += 1
             self._prev = record["h"]
             return record
+
+    def flush(self) -> None:
+        self._fh.flush()
+        self._last_flush = time.monotonic()
 
     def close(self) -> None:
         with self._lock:

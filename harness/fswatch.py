@@ -52,7 +52,7 @@ def _ctime(entry: os.DirEntry) -> float:
 class Watcher:
     def __init__(self, run_dir: Path, roots: list[tuple[str, str, bool]]) -> None:
         self.ino = INotify()
-        self.journal = Journal(journal_path(run_dir, "file_events"), "file_events")
+        self.journal = Journal(journal_path(run_dir, "file_events"), "file_events", flush_every_s=0.2)
         self.roots = roots
         self.wds: dict[int, tuple[str, str, bool]] = {}  # wd -> (label, dir path, recursive)
         self.counts: Counter[str] = Counter()
@@ -128,6 +128,7 @@ def main() -> None:
     print(json.dumps({"ready": True, "watches": len(w.wds)}), flush=True)
     while not stopping:
         w.handle(w.ino.read(timeout=200))
+        w.journal.flush()  # a burst is over (or 200 ms passed): its records reach the OS
     while events := w.ino.read(timeout=50):  # drain what the kernel still holds
         w.handle(events)
     w.journal.close()

@@ -26,7 +26,10 @@ from onegc.harness.cgroup import RunCgroup
 AGENT_UID = int(os.environ.get("ONEGC_AGENT_UID", "61000"))
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PRIVATE_SCRATCH = {"/tmp": "tmp", "/var/tmp": "var_tmp", "/dev/shm": "dev_shm"}
-PASS_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LANG", "TERM")
+# Passed through to the agent: the GPU it may use, and the host's numeric-library settings
+# (some CPUs need OPENBLAS_CORETYPE for correct results).
+PASS_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LANG", "TERM", "OPENBLAS_CORETYPE",
+            "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class HarnessError(Exception):

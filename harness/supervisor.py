@@ -51,28 +51,33 @@ def _readlink(path: str) -> str | None:
 class Supervisor:
     def __init__(self, run_dir: Path, listener: int) -> None:
         self.fd = listener
-        self.execs = Journal(journal_path(run_dir, "execs"), "execs")
-        self.net = Journal(journal_path(run_dir, "net_attempts"), "net_attempts")
+        # Flushed whenever the queue runs dry (see serve): no write syscall per exec in a burst.
+        self.execs = Journal(journal_path(run_dir, "execs"), "execs", flush_every_s=1.0)
+        self.net = Journal(journal_path(run_dir, "net_attempts"), "net_attempts", flush_every_s=1.0)
         self.counts: Counter[str] = Counter()
 
-    def handle(self, n: sc.Notification) -> None:
+    def handle(self, n: sc.Notification) -> tuple[Journal, dict] | None:
+        """Read what the record needs while the caller waits; the record itself is written
+        after the reply (serve), off the path of the agent's syscall."""
         try:
             mem = sc.ProcMem(n.tid)
         except OSError:
             self.counts["target_gone"] += 1
-            return
+            return None
         try:
             if n.nr in EXEC_NRS:
-                self._exec(n, mem)
-            elif n.nr in NET_NRS:
-                self._net(n, mem)
+                return self._exec(n, mem)
+            if n.nr in NET_NRS:
+                return self._net(n, mem)
+            return None
         except OSError:
             # The target died or exec'd mid-read; ID_VALID tells which. Nothing ran.
             self.counts["target_gone" if not sc.id_valid(self.fd, n.id) else "read_errors"] += 1
+            return None
         finally:
             mem.close()
 
-    def _exec(self, n: sc.Notification, mem: sc.ProcMem) -> None:
+    def _exec(self, n: sc.Notification, mem: sc.ProcMem) -> tuple[Journal, dict] | None:
         syscall = EXEC_NRS[n.nr]
         path_arg, argv_arg = (n.args[0], n.args[1]) if syscall == "execve" else (n.args[1], n.args[2])
         path = mem.cstring(path_arg) if path_arg else ""
@@ -87,10 +92,11 @@ class Supervisor:
                 path = os.path.join(_readlink(f"/proc/{n.tid}/fd/{dirfd}") or "", path)
         if not sc.id_valid(self.fd, n.id):
             self.counts["target_gone"] += 1
-            return
+            return None
         resolved = path if path.startswith("/") else os.path.join(cwd, path)
-        probe = not os.path.exists(f"/proc/{n.tid}/root{resolved}")
-        self.execs.write(
+        probe = not os.path.exists(f"/proc/{n.tid}/root{resolved}")  # before the reply: it may exit
+        self.counts["execs"] += 1
+        return self.execs, dict(
             pid=int(status.get("Tgid", n.tid)),
             tid=n.tid,
             ppid=int(status.get("PPid", -1)),
@@ -101,25 +107,25 @@ class Supervisor:
             cwd=cwd,
             probe=probe,
         )
-        self.counts["execs"] += 1
 
-    def _net(self, n: sc.Notification, mem: sc.ProcMem) -> None:
+    def _net(self, n: sc.Notification, mem: sc.ProcMem) -> tuple[Journal, dict] | None:
         syscall = NET_NRS[n.nr]
         addr, length = (n.args[1], n.args[2]) if syscall == "connect" else (n.args[4], n.args[5])
         parsed = sc.parse_sockaddr(mem.read(addr, min(length, 128))) if addr else None
         if parsed is None:
             self.counts["other_family"] += 1
-            return
+            return None
         family, address, port = parsed
         if sc.is_local(address):
             self.counts["loopback"] += 1
-            return
+            return None
         status = _status(n.tid)
         pid = int(status.get("Tgid", n.tid))
         if not sc.id_valid(self.fd, n.id):
             self.counts["target_gone"] += 1
-            return
-        self.net.write(
+            return None
+        self.counts["net_attempts"] += 1
+        return self.net, dict(
             pid=pid,
             tid=n.tid,
             ppid=int(status.get("PPid", -1)),
@@ -130,13 +136,16 @@ class Supervisor:
             argv=_cmdline(pid),
             exe=_readlink(f"/proc/{pid}/exe"),
         )
-        self.counts["net_attempts"] += 1
 
     def serve(self) -> None:
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
         while True:
-            events = poller.poll()
+            events = poller.poll(0)
+            if not events:  # idle: what was journaled reaches the OS before we wait
+                self.execs.flush()
+                self.net.flush()
+                events = poller.poll()
             if any(ev & (select.POLLHUP | select.POLLERR) for _, ev in events) and not any(
                 ev & select.POLLIN for _, ev in events
             ):
@@ -145,10 +154,14 @@ class Supervisor:
             if n is None:
                 self.counts["target_gone"] += 1
                 continue
+            record = None
             try:
-                self.handle(n)
+                record = self.handle(n)
             finally:
                 sc.respond_continue(self.fd, n.id)
+            if record is not None:
+                journal, fields = record
+                journal.write(**fields)
 
     def close(self) -> None:
         self.execs.close()

@@ -99,3 +99,11 @@ def test_forced_inotify_overflow_makes_the_run_incomplete(runs_dir):
     verdict = judge(run_dir)
     assert verdict["status"] == "disqualified" and verdict["disqualified_by"] == ["R4"], verdict["reasons"]
     assert any(r.startswith("also incomplete: sensor fswatch: overflows") for r in verdict["reasons"])
+
+
+def test_undecodable_file_names_and_argv_are_recorded_not_fatal(runs_dir):
+    """A hostile, non-UTF-8 name must not silence a sensor: recorded as \\xNN escapes."""
+    run = monitored(runs_dir, "touch $'evil\\xff.py'; /bin/echo $'arg\\xfe' > /dev/null; true")
+    assert verify_run(run).status == "intact"
+    assert rows(run, "SELECT count(*) FROM file_events WHERE path LIKE '%evil\\xff.py'")[0][0] >= 1
+    assert rows(run, "SELECT argv FROM execs WHERE path = '/bin/echo'") == [(["/bin/echo", "arg\\xfe"],)]
