@@ -10,6 +10,7 @@ ROOTS_JSON: [[label, path, recursive], ...]. Prints {"ready": true} once watchin
 {"counts": {...}} after SIGTERM, when the queue is drained.
 """
 
+import errno
 import json
 import os
 import signal
@@ -67,8 +68,12 @@ class Watcher:
             d = stack.pop()
             try:
                 wd = self.ino.add_watch(d, MASK | (F.OPEN if label in READ_WATCHED else 0))
-            except OSError:
-                self.counts["watch_errors"] += 1
+            except OSError as exc:
+                # A directory gone before its watch (a short-lived temp dir) hid nothing: its
+                # create and delete are in its parent's events. Anything else (the watch
+                # limit, permissions) leaves a blind spot.
+                vanished = exc.errno in (errno.ENOENT, errno.ENOTDIR)
+                self.counts["vanished_dirs" if vanished else "watch_errors"] += 1
                 continue
             self.wds[wd] = (label, d, recursive)
             try:

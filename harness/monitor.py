@@ -69,6 +69,9 @@ class RunSpec:
     agent_uid: int = AGENT_UID
     sample_interval_s: float = 1.0
     before_seal: list[Callable[[BeforeSeal], None]] = field(default_factory=list)
+    runtime_cli: bool = False
+    """The agent's main process is an agent CLI (its own traffic goes through the proxy), so
+    its network attempts are the runtime's phone-home, told apart from the agent's tools'."""
     on_netns: Callable[[int], None] | None = None
     """Called with a pid inside the agent's fresh network namespace before the agent starts
     (the allow-listing proxy binds there); an exception aborts the launch."""
@@ -406,6 +409,7 @@ class Monitor:
             "originals": str(spec.originals) if spec.originals else None,
             "heldout": str(spec.heldout) if spec.heldout else None,
             "locked": spec.locked,
+            "runtime_cli": spec.runtime_cli,
             "sensors": self.sensors,
             "env": env,
             "host": os.uname().nodename,

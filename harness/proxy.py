@@ -363,5 +363,6 @@ def attach_proxy(spec: "RunSpec", route: Route, port: int) -> dict:
             proxy.stop()
 
     spec.on_netns = on_netns
+    spec.runtime_cli = True  # the main process is a CLI runtime: its own traffic is not the agent's tools'
     spec.before_seal.insert(0, stop)
     return holder

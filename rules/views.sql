@@ -15,9 +15,16 @@ SELECT
     r.started_mono,
     r.deadline_mono,
     r.budget_s,
-    r.grace_s
+    r.grace_s,
+    coalesce(json_extract(s.detail, '$.runtime_cli')::BOOLEAN, false) AS runtime_cli
 FROM run r,
     (SELECT detail FROM harness_events WHERE kind = 'start' ORDER BY seq LIMIT 1) s;
+
+-- is_runtime(pid): pid is the agent CLI's own main process (the first program the run
+-- started), when the agent is a real CLI; a `command` or scripted agent has no runtime apart
+-- from its tools, so nothing is excused there.
+CREATE TEMP MACRO is_runtime(p) AS (SELECT runtime_cli FROM run_meta)
+    AND p = (SELECT pid FROM execs WHERE NOT probe ORDER BY seq LIMIT 1);
 
 -- under(p, root): p is root or lies below it.
 CREATE TEMP MACRO under(p, root) AS root IS NOT NULL AND (p = root OR starts_with(p, root || '/'));

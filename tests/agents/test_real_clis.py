@@ -10,6 +10,7 @@ import pytest
 from onegc.harness import agents
 from onegc.harness.agents import AgentEntry, Endpoint, UnknownAgent, build_cli_launch
 from onegc.harness.proxy import Route
+from onegc.rules.engine import judge
 from tests.agents.conftest import run_launch
 from tests.agents.mock_model import EPISODES, MockModel
 from tests.conftest import needs_root
@@ -69,6 +70,8 @@ def test_clean_episode_is_recorded_call_by_call(runs_dir, cli):
     )
     assert trained[0][0] >= 1
     assert rows(run, "SELECT end_reason FROM run") == [("agent_exited",)]
+    verdict = judge(run)
+    assert verdict["status"] in ("accepted", "no_score"), verdict["reasons"]  # no false positive
 
 
 @pytest.mark.parametrize("cli", sorted(MODELS))
@@ -84,3 +87,7 @@ def test_violating_episode_cites_the_tool_call_and_its_exec_records(runs_dir, cl
     ((_, _, _, _, net_pids),) = tied_calls(run, "create_connection")[:1]
     attempts = rows(run, "SELECT pid FROM net_attempts WHERE address = '192.0.2.1'")
     assert attempts and any(pid in net_pids for (pid,) in attempts)
+    verdict = judge(run)
+    assert verdict["status"] == "disqualified" and {"R3", "R4"} <= set(verdict["disqualified_by"])
+    cited = {r["id"]: {(row["table_name"], row["seq"]) for row in r["rows"]} for r in verdict["rules"]}
+    assert {("execs", s) for (s,) in pip} & cited["R4"]
