@@ -38,7 +38,8 @@ def test_run_then_verify_json_then_refuse_reuse(runs_dir, tmp_path):
             "--runs-dir", str(runs_dir), "--budget-s", "60", "--synthetic",
             "--data-dir", str(tmp_path / "data"), "--", "bash", "-c", "ls > listing.txt"]
     res = cli(*args)
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == 3, res.stdout + res.stderr  # no checkpoint: verdict no_score
+    assert "no_score" in res.stdout
     run_dir = runs_dir / "mybot" / "t6" / "r1"
     listing = (run_dir / "workspace" / "listing.txt").read_text().split()
     assert {"prepare.py", "train.py", "program.md"} <= set(listing)
