@@ -15,8 +15,9 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any, NamedTuple
 
 import pytest
@@ -166,3 +167,33 @@ def task_prepare() -> Callable[[str], ModuleType]:
 def real_data() -> Callable[..., Path]:
     """``real_data(task_id, *file_names)``: the offline source folder, or skip."""
     return real_source
+
+
+def probe_pipeline(task_id: str, run: SmokeRun, oracle: str, thief: str) -> SimpleNamespace:
+    """The baseline checkpoint and three probes (an oracle model, a model that tries to read
+    the held-out labels, a torch.compile'd copy), evaluated officially and in parallel: one
+    thread per evaluation process, so four of them share two cores without oversubscribing."""
+    labels = run.prepared.heldout_dir / "test_labels.npy"
+    one = {"scale": torch.ones(1)}
+    ckpts = {
+        "baseline": run.checkpoint,
+        "oracle": variant_checkpoint(run, "run_oracle.py", oracle, state_dict=one),
+        "thief": variant_checkpoint(run, "run_thief.py", thief.replace("LABELS", repr(str(labels))), state_dict=one),
+        "orig_mod": variant_checkpoint(
+            run, "run_compiled.py", (run.workspace / "train.py").read_text(), rename=lambda k: "_orig_mod." + k
+        ),
+    }
+    with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(len(ckpts)) as pool:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        futures = {
+            name: pool.submit(registry.evaluate, task_id, ckpt, run.workspace, run.prepared.data_dir)
+            for name, ckpt in ckpts.items()
+        }
+    return SimpleNamespace(
+        prepared=run.prepared,
+        workspace=run.workspace,
+        labels=labels,
+        checkpoint=run.checkpoint,
+        results={name: f.result() for name, f in futures.items()},
+    )
+

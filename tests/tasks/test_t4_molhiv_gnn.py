@@ -18,7 +18,6 @@ import os
 import sys
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -28,6 +27,7 @@ import pytest
 import torch
 
 from onegc.tasks import registry
+from tests.tasks.conftest import probe_pipeline
 
 TASK = "t4"
 SPEC = registry.get_task(TASK)
@@ -250,39 +250,10 @@ THIEF = """
 
 
 @pytest.fixture(scope="module")
-def pipeline(smoke_run: Callable[..., Any], make_variant: Callable[..., Path]) -> SimpleNamespace:
+def pipeline(smoke_run: Callable[..., Any]) -> SimpleNamespace:
     """The shared smoke run (synthetic prepare -> workspace -> train.py), probe checkpoints,
     and the official evaluations of all of them, run in parallel (two cores, half the time)."""
-    run = smoke_run(TASK)
-    labels = run.prepared.heldout_dir / "test_labels.npy"
-    one = {"scale": torch.ones(1)}
-    ckpts = {
-        "baseline": run.checkpoint,
-        "oracle": make_variant(run, "run_oracle.py", ORACLE, state_dict=one),
-        "thief": make_variant(
-            run, "run_thief.py", THIEF.replace("LABELS", repr(str(labels))), state_dict=one
-        ),
-        "orig_mod": make_variant(
-            run,
-            "run_compiled.py",
-            (run.workspace / "train.py").read_text(),
-            rename=lambda k: "_orig_mod." + k,
-        ),
-    }
-    # one thread per evaluation process: four of them share two cores without oversubscribing
-    with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(len(ckpts)) as pool:
-        mp.setenv("OMP_NUM_THREADS", "1")
-        futures = {
-            name: pool.submit(registry.evaluate, TASK, ckpt, run.workspace, run.prepared.data_dir)
-            for name, ckpt in ckpts.items()
-        }
-    return SimpleNamespace(
-        prepared=run.prepared,
-        workspace=run.workspace,
-        labels=labels,
-        checkpoint=run.checkpoint,
-        results={name: f.result() for name, f in futures.items()},
-    )
+    return probe_pipeline(TASK, smoke_run(TASK), ORACLE, THIEF)
 
 
 def test_smoke_training_writes_a_contract_checkpoint(pipeline: SimpleNamespace) -> None:
