@@ -79,6 +79,27 @@ def expose(paths: list[str]) -> None:
             os.rmdir(stage)
 
 
+def privatise(private_mounts: list[list[str]], needed: list[str]) -> None:
+    """Bind the run's scratch dirs over /tmp, /var/tmp and /dev/shm. What the agent needs
+    from below them (a checkout or venv under /tmp, say) is parked on a stage first and
+    bound back on top, so privacy never hides the agent's own interpreter or code."""
+    targets = [t for t, _ in private_mounts]
+    carried = [p for p in needed if any(Path(p) == Path(t) or Path(t) in Path(p).parents for t in targets)]
+    stage = tempfile.mkdtemp(prefix="onegc-carry-", dir="/run") if carried else None
+    for i, path in enumerate(carried):
+        os.mkdir(f"{stage}/{i}")
+        mount(path, f"{stage}/{i}", None, MS_BIND | MS_REC)
+    for target, source in private_mounts:
+        mount(source, target, None, MS_BIND | MS_REC)
+    for i, path in enumerate(carried):
+        os.makedirs(path, exist_ok=True)
+        mount(f"{stage}/{i}", path, None, MS_BIND | MS_REC)
+        umount(f"{stage}/{i}")
+        os.rmdir(f"{stage}/{i}")
+    if stage:
+        os.rmdir(stage)
+
+
 def become_agent(cfg: dict) -> None:
     os.closerange(3, 65536)
     os.setgroups([])
@@ -133,8 +154,7 @@ def main() -> None:
             os._exit(3)
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     expose(cfg["expose"])
-    for target, source in cfg["private_mounts"]:
-        mount(source, target, None, MS_BIND | MS_REC)
+    privatise(cfg["private_mounts"], cfg["expose"])
     listener = seccomp.load_with_listener(seccomp.build_filter_bpf())
     os.write(cfg["ctl_fd"], f"{os.getpid()} {listener}\n".encode())
     ack = os.read(cfg["ack_fd"], 16)
