@@ -6,6 +6,7 @@ import json
 import os
 import re
 import select
+import shlex
 import shutil
 import site
 import subprocess
@@ -202,6 +203,22 @@ def agent_env(spec: RunSpec) -> dict[str, str]:
     return env
 
 
+def login_profile(spec: RunSpec, env: dict[str, str]) -> None:
+    """A login shell (Codex runs every tool as `bash -lc`) resets PATH from /etc/profile; the
+    home's profile puts the run's interpreter first again, so `python` stays the task's."""
+    home = spec.scratch / "home"
+    profile = home / ".profile"
+    if not profile.exists():
+        profile.write_text(f"# written by onegc-audit\nexport PATH={shlex.quote(env['PATH'])}\n")
+        os.chown(profile, spec.agent_uid, spec.agent_uid)
+    bash_profile = home / ".bash_profile"
+    if not bash_profile.exists():
+        bash_profile.write_text(
+            '# written by onegc-audit\n. "$HOME/.profile"\n[ -f "$HOME/.bashrc" ] && . "$HOME/.bashrc"\n'
+        )
+        os.chown(bash_profile, spec.agent_uid, spec.agent_uid)
+
+
 def chown_tree(root: Path, uid: int) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
         for name in [*dirnames, *filenames]:
@@ -370,6 +387,7 @@ class Monitor:
         os.close(ack_w)
 
         env = agent_env(spec)
+        login_profile(spec, env)
         config = {
             "harness_pid": os.getpid(),
             "argv": spec.argv,

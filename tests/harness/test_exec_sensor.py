@@ -34,3 +34,12 @@ def test_pip_install_attempt_is_recorded_with_argv(runs_dir):
         run, "SELECT argv FROM execs WHERE list_contains(argv, 'pip') AND list_contains(argv, 'install')"
     )
     assert found and found[0][0][-1] == "six-not-here"
+
+
+def test_login_shells_keep_the_runs_interpreter_first(runs_dir):
+    """Codex runs its tools through `bash -lc`, which resets PATH from /etc/profile."""
+    import sys
+    from pathlib import Path
+
+    run = monitored(runs_dir, "bash -lc 'command -v python' > which.txt")
+    assert (run / "workspace" / "which.txt").read_text().strip() == str(Path(sys.executable).parent / "python")
