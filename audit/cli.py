@@ -23,6 +23,7 @@ from onegc.audit.exitcodes import BAD_INPUT, INTERNAL
 
 app = typer.Typer(
     no_args_is_help=True,
+    rich_markup_mode="markdown",  # reflows docstring paragraphs in --help
     pretty_exceptions_enable=False,
     add_completion=False,
     help="Run, watch and judge the 1GC-7RC benchmark: sealed evidence, Rules 1-9, leaderboard.",

@@ -1,5 +1,5 @@
 """`onegc-audit score RUN_DIR`: score a sealed run again (a changed evaluator, a run scored
-before a fix). The new result goes beside the old one in rescore/<stamp>/, with who, when
+before a fix). The new result goes beside the old one in rescore/STAMP/, with who, when
 and why, under its own seal; nothing sealed is overwritten."""
 
 import getpass
@@ -65,7 +65,7 @@ def score(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")] = False,
 ) -> None:
-    """Score a sealed run again into RUN_DIR/rescore/<stamp>/ (sealed; verify checks it)."""
+    """Score a sealed run again into RUN_DIR/rescore/STAMP/ (sealed; verify checks it)."""
     report = verify_run(run_dir)
     if report.status == "tampered":
         Console(stderr=True).print(f"{run_dir}: tampered evidence; refusing to score it", highlight=False)
