@@ -130,6 +130,7 @@ def load_prepare(task_id: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"onegc_prepare_{task_id}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(module)
     return module
 

@@ -9,38 +9,26 @@ right order, and that the model process cannot read those labels.
 from __future__ import annotations
 
 import gzip
-import hashlib
-import importlib.util
 import math
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from onegc.evidence.seal import sha256_file
 from onegc.tasks import registry
-from tests.tasks.conftest import probe_pipeline
+from tests.tasks.conftest import load_prepare, probe_pipeline
 
 TASK = "t5"
 SPEC = registry.get_task(TASK)
 
 
-def _load_prepare() -> ModuleType:
-    """The task's prepare.py as a module (it is a script folder, not a package)."""
-    spec = importlib.util.spec_from_file_location("t5_prepare_under_test", SPEC.dir / "prepare.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-P = _load_prepare()
+P = load_prepare(TASK)
 
 
 def test_metadata_matches_paper_table_2() -> None:
@@ -55,10 +43,6 @@ def test_metadata_matches_paper_table_2() -> None:
     )
     assert s.has_heldout and s.locked == ("prepare.py", "taskkit.py")
     assert (s.budget_s, s.metric, s.id) == (P.TIME_BUDGET, P.METRIC, P.TASK_ID)
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------
@@ -213,9 +197,9 @@ def test_model_code_cannot_read_the_test_labels(pipeline: SimpleNamespace) -> No
 
 def test_heldout_split_never_reaches_the_workspace(pipeline: SimpleNamespace) -> None:
     heldout = pipeline.prepared.heldout_dir
-    secret = {_sha(p) for p in heldout.iterdir()}
+    secret = {sha256_file(p) for p in heldout.iterdir()}
     files = [p for p in pipeline.workspace.rglob("*") if p.is_file()]
-    assert files and not any(_sha(p) in secret for p in files)
+    assert files and not any(sha256_file(p) in secret for p in files)
     assert not any("test" in p.name for p in files if p.suffix in (".npz", ".npy"))
     test_index = set(np.load(heldout / "test_index.npy").tolist())
     assert len(test_index) == 70
