@@ -21,8 +21,7 @@ import duckdb
 import polars as pl
 
 from onegc.evidence.integrity import BadRunDir
-from onegc.evidence.seal import DB_NAME, MANIFEST_NAME
-from onegc.harness.scoring import RESCORE_DIR
+from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR
 from onegc.rules.engine import judge
 
 STATUSES = ("accepted", "no_score", "disqualified", "incomplete", "tampered")

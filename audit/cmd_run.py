@@ -11,10 +11,11 @@ from rich.console import Console
 from onegc.audit import official
 from onegc.audit.cmd_verify import print_verdict, task_direction
 from onegc.audit.exitcodes import BY_STATUS
+from onegc.evidence.seal import latest_result
 from onegc.harness.agents import PROXY_PORT, resolve_agent, with_home, write_home_files
 from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
 from onegc.harness.proxy import Route, attach_proxy
-from onegc.harness.scoring import latest_result, scoring_step
+from onegc.harness.scoring import scoring_step
 from onegc.harness.streams.record import stream_step
 from onegc.rules.engine import judge
 from onegc.tasks import registry

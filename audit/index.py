@@ -15,8 +15,7 @@ from pathlib import Path
 import duckdb
 
 from onegc.audit.cmd_verify import task_direction
-from onegc.evidence.seal import DB_NAME, MANIFEST_NAME
-from onegc.harness.scoring import RESCORE_DIR
+from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR
 from onegc.rules.engine import judge, rules_digest
 
 INDEX_DIR = ".index"

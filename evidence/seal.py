@@ -24,7 +24,9 @@ MANIFEST_FORMAT = "onegc-manifest-1"
 # official result written by the scoring step).
 SEALED_LOGS = ("agent/stdout.log", "agent/stderr.log", "result.json")
 # Later additions to a sealed run (e.g. rescore/<stamp>/): each folder seals itself.
-ADDENDA_DIRS = ("rescore",)
+RESULT_NAME = "result.json"
+RESCORE_DIR = "rescore"
+ADDENDA_DIRS = (RESCORE_DIR,)
 ADDENDUM_FORMAT = "onegc-addendum-1"
 
 RUN_COLUMNS = (
@@ -208,3 +210,19 @@ def seal_addendum(folder: Path, meta: dict) -> dict:
     manifest["digest"] = manifest_digest(manifest)
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
+
+
+def latest_result(run_dir: Path) -> tuple[Path | None, dict | None]:
+    """The official result that counts: the newest sealed rescore, else the harness's
+    result.json (an unfinished rescore lives under a hidden name and is skipped)."""
+    base = run_dir / RESCORE_DIR
+    if base.is_dir():
+        for name in sorted((p.name for p in base.iterdir() if not p.name.startswith(".")), reverse=True):
+            path = base / name / RESULT_NAME
+            if path.is_file():
+                return path, json.loads(path.read_text())
+    path = run_dir / RESULT_NAME
+    if path.is_file():
+        return path, json.loads(path.read_text())
+    return None, None
+

@@ -27,12 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from onegc.evidence.journal import Journal, check_chain, journal_path
-from onegc.evidence.seal import sha256_file
+from onegc.evidence.seal import RESCORE_DIR, RESULT_NAME, sha256_file
 
 Evaluator = Callable[[Path, Path], dict[str, Any]]
-RESULT_NAME = "result.json"
 RESULT_FORMAT = "onegc-result-1"
-RESCORE_DIR = "rescore"
 WINDOW_S = 300.0
 # Events that end a write to a path (the content then is what was written), and those
 # that show the content was (being) changed at that moment.
@@ -464,15 +462,3 @@ def rescore(
     return final
 
 
-def latest_result(run_dir: Path) -> tuple[Path | None, dict[str, Any] | None]:
-    """The result that counts: the newest sealed rescore, else the harness's result.json."""
-    base = run_dir / RESCORE_DIR
-    if base.is_dir():
-        for name in sorted((p.name for p in base.iterdir() if not p.name.startswith(".")), reverse=True):
-            path = base / name / RESULT_NAME
-            if path.is_file():
-                return path, json.loads(path.read_text())
-    path = run_dir / RESULT_NAME
-    if path.is_file():
-        return path, json.loads(path.read_text())
-    return None, None

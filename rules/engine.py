@@ -24,7 +24,7 @@ import duckdb
 
 from onegc.evidence.integrity import verify_run
 from onegc.evidence.schema import TABLE_BY_NAME
-from onegc.evidence.seal import DB_NAME
+from onegc.evidence.seal import DB_NAME, RESCORE_DIR, latest_result
 
 HERE = Path(__file__).resolve().parent
 CHECKS_DIR = HERE / "checks"
@@ -401,6 +401,19 @@ def _score(con: duckdb.DuckDBPyConnection, direction: str | None) -> dict | None
     }
 
 
+def _rescored(run_dir: Path, score: dict | None, direction: str | None) -> tuple[dict | None, str | None]:
+    """A sealed rescore (`onegc-audit score`, checked by verify like the rest) supersedes the
+    harness's scoring: its result is the run's official score, or its reason for none."""
+    path, result = latest_result(run_dir)
+    if path is None or RESCORE_DIR not in path.relative_to(run_dir).parts or not isinstance(result, dict):
+        return score, None
+    source = str(path.relative_to(run_dir))
+    if result.get("outcome") == "scored" and result.get("value") is not None:
+        return {"official": result["value"], "checkpoint": result.get("checkpoint"),
+                "direction": direction or "higher (task direction unknown)", "source": source}, None
+    return None, f"rescored without a score ({source}): {result.get('no_score_reason')}"
+
+
 def judge(
     run_dir: Path, policy: Policy | None = None, direction_for: Callable[[str], str | None] | None = None
 ) -> dict:
@@ -440,6 +453,7 @@ def judge(
         score = _score(con, direction_for(task) if direction_for else None) if "scores" in tables else None
     finally:
         con.close()
+    score, rescored_no_score = _rescored(run_dir, score, direction_for(task) if direction_for else None)
     rules = verdict["rules"]
     verdict["disqualified_by"] = [r["id"] for r in rules if r["disqualifies"]]
     verdict["warnings"] = [r["id"] for r in rules if r["severity"] == "warn" and r["outcome"] == "fail"]
@@ -461,6 +475,9 @@ def judge(
     elif score is not None:
         verdict["status"] = "accepted"
         verdict["score"] = score
+    elif rescored_no_score:
+        verdict["status"] = "no_score"
+        verdict["reasons"] = [rescored_no_score]
     else:
         verdict["status"] = "no_score"
         verdict["reasons"] = [

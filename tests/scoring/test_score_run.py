@@ -7,6 +7,7 @@ The harness scores before the seal; `onegc-audit score` and `aggregate` then rea
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,9 @@ import pytest
 from onegc.audit import aggregate as agg
 from onegc.audit import official
 from onegc.evidence.integrity import verify_run
+from onegc.evidence.seal import latest_result
 from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
-from onegc.harness.scoring import latest_result, scoring_step
+from onegc.harness.scoring import scoring_step
 from onegc.tasks import registry
 from tests.conftest import needs_root
 from tests.evidencedb import rows
@@ -172,3 +174,30 @@ def test_rescore_beside_the_old_result_and_verified(scored_run: Path, tmp_path: 
     assert report.status == "tampered"
     assert any("rescore/" in p and "result.json" in p for p in report.problems)
     assert agg.run_status(scored_run)[0] == "tampered"
+
+
+@needs_root
+def test_a_sealed_rescore_is_the_score_the_verdict_takes(tmp_path: Path) -> None:
+    from onegc.audit.cmd_verify import task_direction
+    from onegc.rules.engine import judge
+    from tests.conftest import RUNS_BASE
+
+    runs = RUNS_BASE / f"rescore-{os.getpid()}"
+    env = {**os.environ, "ONEGC_DATA_DIR": str(tmp_path / "data")}
+    try:
+        res = subprocess.run([CLI, "run", "--task", "t6", "--agent", "scripted:baseline", "--runs-dir", str(runs),
+                              "--synthetic", "--env", "ONEGC_SMOKE=1"], env=env, capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout + res.stderr  # accepted
+        run = runs / "scripted-baseline" / "t6" / "r1"
+        first = judge(run, direction_for=task_direction)
+        assert first["status"] == "accepted" and "source" not in first["score"]
+        res = subprocess.run([CLI, "score", str(run), "--why", "evaluator fix", "--json"], env=env,
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        out = Path(json.loads(res.stdout)["rescore_dir"])
+        second = judge(run, direction_for=task_direction)
+        assert second["status"] == "accepted"
+        assert second["score"]["source"] == str((out / "result.json").relative_to(run))
+        assert second["score"]["official"] == pytest.approx(first["score"]["official"])
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
