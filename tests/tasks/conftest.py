@@ -9,12 +9,13 @@ agent script plus a checkpoint that points at it, for failure and isolation test
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -198,3 +199,32 @@ def probe_pipeline(task_id: str, run: SmokeRun, oracle: str, thief: str) -> Simp
         results={name: f.result() for name, f in futures.items()},
     )
 
+
+@contextlib.contextmanager
+def prepare_as(module: ModuleType | None) -> Iterator[None]:
+    """Make `import prepare` resolve to `module`: every task has its own prepare.py."""
+    saved = sys.modules.get("prepare")
+    if module is not None:
+        sys.modules["prepare"] = module
+    try:
+        yield
+    finally:
+        if saved is None:
+            sys.modules.pop("prepare", None)
+        else:
+            sys.modules["prepare"] = saved
+
+
+def load_task_file(name: str, path: Path, prepare: ModuleType | None = None) -> ModuleType:
+    """Import a task file by path (task files are scripts, not package modules)."""
+    sys.path.insert(0, str(registry.KIT.parent))
+    try:
+        with prepare_as(prepare):
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # registered as a normal import would be
+            spec.loader.exec_module(module)
+            return module
+    finally:
+        sys.path.remove(str(registry.KIT.parent))

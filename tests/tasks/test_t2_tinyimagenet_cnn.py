@@ -3,15 +3,10 @@ evaluation through the registry, plus the conventions the metric depends on."""
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import math
 import os
-import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -19,42 +14,13 @@ import torch
 from PIL import Image
 
 from onegc.tasks import registry
+from tests.tasks.conftest import load_task_file, prepare_as
 
 TASK = "t2"
 TASK_DIR = registry.get_task(TASK).dir
 
 
-@contextlib.contextmanager
-def _prepare_as(module: ModuleType | None) -> Iterator[None]:
-    """Make `import prepare` resolve to `module`: every task has its own prepare.py."""
-    saved = sys.modules.get("prepare")
-    if module is not None:
-        sys.modules["prepare"] = module
-    try:
-        yield
-    finally:
-        if saved is None:
-            sys.modules.pop("prepare", None)
-        else:
-            sys.modules["prepare"] = saved
-
-
-def _load(name: str, path: Path, prepare: ModuleType | None = None) -> ModuleType:
-    """Import a task file by path (task files are scripts, not package modules)."""
-    sys.path.insert(0, str(registry.KIT.parent))
-    try:
-        with _prepare_as(prepare):
-            spec = importlib.util.spec_from_file_location(name, path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module  # registered as a normal import would be
-            spec.loader.exec_module(module)
-            return module
-    finally:
-        sys.path.remove(str(registry.KIT.parent))
-
-
-prep = _load("t2_prepare", TASK_DIR / "prepare.py")
+prep = load_task_file("t2_prepare", TASK_DIR / "prepare.py")
 
 
 def test_synthetic_archive_has_the_official_layout(tmp_path: Path) -> None:
@@ -123,10 +89,10 @@ def test_orig_mod_prefix_is_classified(smoke_run, tmp_path: Path) -> None:
     ckpt["state_dict"] = {f"_orig_mod.{k}": v for k, v in ckpt["state_dict"].items()}
     bad = tmp_path / "compiled.pt"
     torch.save(ckpt, bad)
-    with _prepare_as(prep), pytest.raises(prep.EvalFailure) as info:
+    with prepare_as(prep), pytest.raises(prep.EvalFailure) as info:
         prep.taskkit.load_model(bad, run.workspace)
     assert info.value.kind == "orig_mod_prefix"
-    with _prepare_as(prep):  # the untouched checkpoint loads
+    with prepare_as(prep):  # the untouched checkpoint loads
         assert isinstance(prep.taskkit.load_model(run.checkpoint, run.workspace), torch.nn.Module)
 
 
@@ -140,7 +106,7 @@ def test_top1_counts_every_image() -> None:
 
 
 def test_baseline_architecture_matches_the_paper() -> None:
-    train = _load("t2_train", TASK_DIR / "train.py", prepare=prep)
+    train = load_task_file("t2_train", TASK_DIR / "train.py", prepare=prep)
     model = train.build_model(train.CONFIG)
     convs = [
         m.out_channels

@@ -4,16 +4,11 @@ DINOv3 backbones round-tripping random weights through the real loading code."""
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import io
 import math
 import os
-import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -21,43 +16,14 @@ import torch
 from PIL import Image
 
 from onegc.tasks import registry
+from tests.tasks.conftest import load_task_file
 
 TASK = "t3"
 TASK_DIR = registry.get_task(TASK).dir
 
 
-@contextlib.contextmanager
-def _prepare_as(module: ModuleType | None) -> Iterator[None]:
-    """Make `import prepare` resolve to `module`: every task has its own prepare.py."""
-    saved = sys.modules.get("prepare")
-    if module is not None:
-        sys.modules["prepare"] = module
-    try:
-        yield
-    finally:
-        if saved is None:
-            sys.modules.pop("prepare", None)
-        else:
-            sys.modules["prepare"] = saved
-
-
-def _load(name: str, path: Path, prepare: ModuleType | None = None) -> ModuleType:
-    """Import a task file by path (task files are scripts, not package modules)."""
-    sys.path.insert(0, str(registry.KIT.parent))
-    try:
-        with _prepare_as(prepare):
-            spec = importlib.util.spec_from_file_location(name, path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module  # registered as a normal import would be
-            spec.loader.exec_module(module)
-            return module
-    finally:
-        sys.path.remove(str(registry.KIT.parent))
-
-
-prep = _load("t3_prepare", TASK_DIR / "prepare.py")
-train = _load("t3_train", TASK_DIR / "train.py", prepare=prep)
+prep = load_task_file("t3_prepare", TASK_DIR / "prepare.py")
+train = load_task_file("t3_train", TASK_DIR / "train.py", prepare=prep)
 
 
 # --- data format -----------------------------------------------------------------------------
