@@ -61,6 +61,16 @@ def sealed_journals(manifest: dict, problems: list[str]) -> dict[str, dict]:
     return good
 
 
+def _check_artifacts(base: Path, label: str, artifacts: dict, problems: list[str]) -> None:
+    """Every artifact a seal lists exists under `base` with the sha256 it was sealed with."""
+    for name, meta in sorted(artifacts.items()):
+        path = base / name
+        if not path.is_file():
+            problems.append(f"{label}{name}: sealed artifact is missing")
+        elif sha256_file(path) != meta.get("sha256"):
+            problems.append(f"{label}{name}: content changed since sealing (sha256 mismatch)")
+
+
 def _check_manifest(run_dir: Path, manifest: dict, problems: list[str]) -> None:
     if manifest.get("format") != MANIFEST_FORMAT:
         problems.append(f"manifest: unknown format {manifest.get('format')!r}")
@@ -68,12 +78,7 @@ def _check_manifest(run_dir: Path, manifest: dict, problems: list[str]) -> None:
     if manifest_digest(manifest) != manifest.get("digest"):
         problems.append("manifest: its digest does not match its content (manifest edited)")
     artifacts = manifest.get("artifacts", {})
-    for rel, meta in sorted(artifacts.items()):
-        path = run_dir / rel
-        if not path.is_file():
-            problems.append(f"{rel}: sealed artifact is missing")
-        elif sha256_file(path) != meta.get("sha256"):
-            problems.append(f"{rel}: content changed since sealing (sha256 mismatch)")
+    _check_artifacts(run_dir, "", artifacts, problems)
     for extra in sorted((run_dir / JOURNAL_DIR).glob("*")):
         if str(extra.relative_to(run_dir)) not in artifacts:
             problems.append(f"{extra.relative_to(run_dir)}: file added to the journals after sealing")
@@ -145,12 +150,7 @@ def _check_addenda(run_dir: Path, problems: list[str]) -> None:
             present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
             for extra in sorted(present - set(arts) - {MANIFEST_NAME}):
                 problems.append(f"{rel}/{extra}: file added after sealing")
-            for name, meta in sorted(arts.items()):
-                p = folder / name
-                if not p.is_file():
-                    problems.append(f"{rel}/{name}: sealed artifact is missing")
-                elif sha256_file(p) != meta.get("sha256"):
-                    problems.append(f"{rel}/{name}: content changed since sealing (sha256 mismatch)")
+            _check_artifacts(folder, f"{rel}/", arts, problems)
             for name, head in sorted(m.get("journals", {}).items()):
                 p = folder / name
                 if p.is_file():
