@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from onegc.evidence.errors import MissingExtra, OnegcError
 from onegc.evidence.integrity import BadRunDir
 from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR
 from onegc.rules.engine import judge
@@ -29,10 +30,6 @@ ATTEMPTED = ("accepted", "no_score", "disqualified")  # the N of the success rat
 EXCLUDED = ("disqualified", "incomplete", "tampered")
 THIN_BELOW = 3  # a cell resting on fewer scored runs is marked thin
 TRAIN_SCRIPT = re.compile(r"^(run_.*|train.*)\.py$")
-
-
-class MissingOptional(ValueError):
-    """An optional dependency (matplotlib) is absent: one line saying how to get it."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +184,7 @@ def normalise(df: pl.DataFrame) -> pl.DataFrame:
     give it every optional column."""
     missing = [c for c in ("agent", "task", "rep", "status", "score") if c not in df.columns]
     if missing:
-        raise ValueError(f"results table lacks column(s): {', '.join(missing)}")
+        raise OnegcError(f"results table lacks column(s): {', '.join(missing)}")
     for col, dtype in RESULT_SCHEMA.items():
         if col not in df.columns:
             df = df.with_columns(pl.lit(None, dtype=dtype).alias(col))
@@ -196,18 +193,18 @@ def normalise(df: pl.DataFrame) -> pl.DataFrame:
     df = df.select(list(RESULT_SCHEMA)).with_columns(pl.col("status").str.strip_chars().str.to_lowercase())
     bad = sorted(set(df["status"].to_list()) - set(STATUSES))
     if bad:
-        raise ValueError(f"unknown status(es) {bad}; known: {', '.join(STATUSES)}")
+        raise OnegcError(f"unknown status(es) {bad}; known: {', '.join(STATUSES)}")
     noscore = df.filter((pl.col("status") == "accepted") & pl.col("score").is_null())
     if noscore.height:
         r = noscore.row(0, named=True)
-        raise ValueError(f"accepted run without a score: {r['agent']}/{r['task']}/r{r['rep']}")
+        raise OnegcError(f"accepted run without a score: {r['agent']}/{r['task']}/r{r['rep']}")
     return df
 
 
 def load_results(path: Path) -> pl.DataFrame:
     """A per-run results table from CSV or Parquet."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such results file")
+        raise OnegcError(f"{path}: no such results file")
     df = pl.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pl.read_csv(path)
     return normalise(df)
 
@@ -231,7 +228,7 @@ def leaderboard(df: pl.DataFrame, tasks: dict[str, TaskMeta], thin_below: int = 
     rank), ``excluded`` (runs kept out, with their rule), ``tasks`` (the columns)."""
     unknown = sorted(set(df["task"].to_list()) - set(tasks))
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; known: {', '.join(tasks)}")
+        raise OnegcError(f"unknown task(s) {unknown}; known: {', '.join(tasks)}")
     task_ids = [t for t in tasks if t in set(df["task"].to_list())]
     agents = sorted(set(df["agent"].to_list()))
     cells: list[dict[str, Any]] = []
@@ -516,7 +513,7 @@ def render(board: dict, fmt: str) -> str:
         return json.dumps(board, indent=2) + "\n"
     if fmt == "csv":
         return long_frame(board).write_csv()
-    raise ValueError(f"unknown format {fmt!r}; use md, csv, json or latex")
+    raise OnegcError(f"unknown format {fmt!r}; use md, csv, json or latex")
 
 
 def plot(board: dict, path: Path) -> None:
@@ -527,7 +524,7 @@ def plot(board: dict, path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise MissingOptional("--plot needs matplotlib: pip install matplotlib (into this venv)") from None
+        raise MissingExtra("matplotlib", "plot", "--plot") from None
     pts = [a for a in board["agents"] if a["agg"] is not None and a["scripts_per_task"] is not None]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for a in pts:

@@ -20,6 +20,7 @@ from onegc.audit import (
     cmd_verify,
 )
 from onegc.audit.exitcodes import BAD_INPUT, INTERNAL
+from onegc.evidence.errors import OnegcError
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -44,48 +45,41 @@ app.command()(cmd_review.review)
 app.add_typer(cmd_rules.app, name="rules")
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from onegc.audit.importer import ImportSourceError
-    from onegc.evidence.integrity import BadRunDir
-    from onegc.evidence.seal import SealError
-    from onegc.harness.agents import UnknownAgent
-    from onegc.harness.monitor import HarnessError
-    from onegc.rules.engine import RuleError
-
-    return (
-        BadRunDir,
-        SealError,
-        UnknownAgent,
-        HarnessError,
-        ImportSourceError,
-        RuleError,
-        FileNotFoundError,
-        NotADirectoryError,
-        PermissionError,
-        ValueError,
-    )
+def _say(message: str, hint: str | None = None) -> None:
+    print(f"onegc-audit: {message}" + (f" (hint: {hint})" if hint else ""), file=sys.stderr)
 
 
 def main() -> None:
+    """The one error boundary: a user's mistake is one line and exit 2, a bug is exit 1."""
     try:
-        code = app(standalone_mode=False)  # click returns an Exit's code in this mode
+        code = app(standalone_mode=False)  # returns an Exit's code in this mode
         sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        print("onegc-audit: interrupted", file=sys.stderr)
+        _say("interrupted")
         sys.exit(130)
-    except Exception as exc:  # the boundary: one line for people, the traceback on request
+    except OnegcError as exc:
         if os.environ.get("ONEGC_DEBUG"):
             raise
-        import click
+        _say(f"error: {_one_line(str(exc))}", exc.hint)
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage: unknown command, missing argument, bad value
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(0)
+        _say(f"usage error: {_one_line(exc.format_message())}", "onegc-audit COMMAND --help")
+        sys.exit(BAD_INPUT)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        if os.environ.get("ONEGC_DEBUG"):
+            raise
+        _say(f"error: {_one_line(f'{exc.strerror}: {exc.filename}' if exc.filename else str(exc))}")
+        sys.exit(BAD_INPUT)
+    except Exception as exc:  # a bug: one line for people, the traceback on request
+        if os.environ.get("ONEGC_DEBUG"):
+            raise
+        _say(f"internal error: {_one_line(repr(exc))}", "rerun with ONEGC_DEBUG=1 for the traceback, and report it")
+        sys.exit(INTERNAL)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(BAD_INPUT)
-        known = isinstance(exc, _user_errors())
-        print(
-            f"onegc-audit: error: {exc}" if known else f"onegc-audit: internal error: {exc!r}",
-            file=sys.stderr,
-        )
-        sys.exit(BAD_INPUT if known else INTERNAL)
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -8,6 +8,7 @@ import polars as pl
 import typer
 
 from onegc.audit import aggregate as agg
+from onegc.evidence.errors import OnegcError
 
 
 def aggregate(
@@ -33,7 +34,7 @@ def aggregate(
         frames.append(agg.load_results(results))
     df = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
     if df.height == 0:
-        raise ValueError("no runs found")
+        raise OnegcError("no runs found")
     board = agg.leaderboard(df, agg.task_metas(), thin_below=thin)
     text = agg.render(board, fmt)
     if output:

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from onegc.audit import importer
+from onegc.evidence.errors import OnegcError
 
 
 def import_cmd(
@@ -32,13 +33,13 @@ def import_cmd(
     Imported runs are never accepted: `verify` says incomplete and lists what the
     transcript shows. Importing the same transcript twice makes one run."""
     if fmt is not None and fmt not in importer.FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(importer.FORMATS)}")
+        raise OnegcError(f"--format must be one of {', '.join(importer.FORMATS)}")
     console = Console(highlight=False, soft_wrap=True)
     if agent_from_path:
         if any(v is not None for v in (agent, task, rep)):
-            raise ValueError("give either --agent/--task/--rep or --agent-from-path, not both")
+            raise OnegcError("give either --agent/--task/--rep or --agent-from-path, not both")
         if not path.is_dir():
-            raise ValueError(f"{path}: --agent-from-path needs a folder to walk")
+            raise OnegcError(f"{path}: --agent-from-path needs a folder to walk")
         report = importer.walk(path, runs_dir, agent_from_path, fmt)
         for done in report.imported:
             console.print(f"imported {done.run_dir} ({done.fmt}{_dropped(done)})")
@@ -52,7 +53,7 @@ def import_cmd(
         )
         return
     if agent is None or task is None or rep is None:
-        raise ValueError("give --agent, --task and --rep (or --agent-from-path PATTERN for a tree)")
+        raise OnegcError("give --agent, --task and --rep (or --agent-from-path PATTERN for a tree)")
     done = importer.import_one(importer.source_of(path, fmt), runs_dir, agent, task, rep)
     if done.duplicate_of:
         console.print(f"duplicate: {path} was already imported as {done.duplicate_of}")

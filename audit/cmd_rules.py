@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from onegc.evidence.errors import OnegcError
 from onegc.evidence.schema import TABLE_BY_NAME
 from onegc.rules.engine import load_policy, load_rules
 
@@ -32,7 +33,7 @@ def _rule(rule_id: str):
     for r in load_rules():
         if r.id.lower() == rule_id.lower():
             return r
-    raise ValueError(f"no rule {rule_id!r}; see `onegc-audit rules list`")
+    raise OnegcError(f"no rule {rule_id!r}; see `onegc-audit rules list`")
 
 
 def _tables_read(sql: str) -> list[str]:

@@ -14,6 +14,7 @@ from rich.console import Console
 from onegc.audit import official
 from onegc.audit.cmd_run import DEFAULT_DATA_DIR, score_line
 from onegc.audit.exitcodes import BY_STATUS
+from onegc.evidence.errors import OnegcError
 from onegc.evidence.integrity import BadRunDir, verify_run
 from onegc.evidence.journal import journal_path
 from onegc.evidence.seal import seal_addendum
@@ -50,7 +51,7 @@ def _data(task: registry.TaskSpec, run_dir: Path, data_dir: Path | None) -> tupl
         prepared = registry.prepare_data(task.id, folder, synthetic)
         if not recorded.get("files") or _same_data(recorded, prepared):
             return prepared.data_dir, official.data_context(prepared)
-    raise ValueError(
+    raise OnegcError(
         f"no prepared data for {task.id} matches the files this run was scored against; "
         "pass --data-dir to where they are"
     )

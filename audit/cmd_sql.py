@@ -11,13 +11,14 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from onegc.audit import index
+from onegc.evidence.errors import OnegcError
 from onegc.evidence.schema import TABLE_BY_NAME
 
 QUERY_DIRS = [Path(__file__).parent / "queries"]
 USER_QUERY_DIR = Path(os.environ.get("ONEGC_QUERIES", Path.home() / ".config" / "onegc-audit" / "queries"))
 FORMATS = ("table", "csv", "json", "parquet")
 
-class QueryError(ValueError):
+class QueryError(OnegcError):
     """The SQL was refused or failed."""
 
 

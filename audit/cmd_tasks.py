@@ -13,12 +13,6 @@ from onegc.tasks import registry
 app = typer.Typer(help="The seven 1GC-7RC tasks: metadata and data preparation.")
 
 
-def _fail(msg: str, code: int = 1) -> None:
-    """One line on stderr and a non-zero exit: CLI users get no tracebacks."""
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(code)
-
-
 @app.command("list")
 def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
@@ -45,11 +39,7 @@ def prepare_cmd(
     ] = False,
 ) -> None:
     """Prepare a task's data (real when an offline copy or the network has it)."""
-    try:
-        prepared = registry.prepare_data(task, data_dir, synthetic=True if synthetic else None)
-    except (registry.UnknownTask, registry.PrepareError) as exc:
-        _fail(str(exc))
-        return
+    prepared = registry.prepare_data(task, data_dir, synthetic=True if synthetic else None)
     kind = "synthetic" if prepared.synthetic else "real"
     typer.echo(f"{prepared.task_id}: {kind} data prepared in {prepared.data_dir}")
     typer.echo(f"agent files: {prepared.agent_dir}  ({len(prepared.files)} files hashed)")

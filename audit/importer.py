@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import Journal, journal_path
 from onegc.evidence.seal import seal, sha256_file
 from onegc.harness import monitor
@@ -59,7 +60,7 @@ ORIG_MOD = b"_orig_mod."
 SCORE_KEYS = ("official", "score", "value", "test_score", "val_score", "final_score", "metric_value")
 
 
-class ImportSourceError(ValueError):
+class ImportSourceError(OnegcError):
     """The source cannot be imported (unreadable, no transcript, run exists); one line."""
 
 
@@ -514,13 +515,13 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
     for m in re.finditer(r"\{(\w+)\}", pattern):
         name = m.group(1)
         if name not in fields:
-            raise ValueError(f"pattern field {{{name}}} is not one of {{agent}}, {{task}}, {{rep}}")
+            raise OnegcError(f"pattern field {{{name}}} is not one of {{agent}}, {{task}}, {{rep}}")
         out += re.escape(pattern[pos : m.start()]) + fields[name]
         pos = m.end()
     out += re.escape(pattern[pos:])
     missing = {"agent", "task", "rep"} - set(re.findall(r"\{(\w+)\}", pattern))
     if missing:
-        raise ValueError(f"pattern {pattern!r} lacks {', '.join('{' + f + '}' for f in sorted(missing))}")
+        raise OnegcError(f"pattern {pattern!r} lacks {', '.join('{' + f + '}' for f in sorted(missing))}")
     return re.compile(out)
 
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from onegc.evidence.errors import MissingExtra, OnegcError
 from onegc.evidence.integrity import BadRunDir, verify_run
 from onegc.harness.agents import resolve_agent
 from onegc.tasks import registry
@@ -50,7 +51,7 @@ def plan(agents: list[str], tasks: list[str], reps: int) -> list[Cell]:
     for t in task_ids:
         registry.get_task(t)  # one-line error for an unknown task
     if reps < 1:
-        raise ValueError("--reps must be >= 1")
+        raise OnegcError("--reps must be >= 1")
     cells = []
     for agent in agents:
         label = resolve_agent(agent, ["true"]).label
@@ -72,7 +73,7 @@ def load_plan(runs_dir: Path) -> list[Cell]:
     try:
         return [Cell(**c) for c in json.loads(path.read_text())]
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: unreadable sweep plan ({exc})") from None
+        raise OnegcError(f"{path}: unreadable sweep plan ({exc})") from None
 
 
 @contextmanager
@@ -185,7 +186,7 @@ def run_slurm(runs_dir: Path, cells: list[Cell], extra: list[str], retry_incompl
     try:
         import submitit
     except ImportError:
-        raise RuntimeError("the Slurm executor needs submitit: pip install 'onegc-audit[slurm]'") from None
+        raise MissingExtra("submitit", "slurm", "the Slurm executor") from None
     executor = submitit.AutoExecutor(folder=str(runs_dir / ".slurm" / "%j"), cluster="slurm")
     params: dict = {"timeout_min": timeout_min, "slurm_array_parallelism": len(cells)}
     if gpus_per_run:

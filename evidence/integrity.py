@@ -13,6 +13,7 @@ from typing import Literal
 
 import duckdb
 
+from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import JOURNAL_DIR, check_chain, journal_path
 from onegc.evidence.schema import TABLES
 from onegc.evidence.seal import (
@@ -29,7 +30,7 @@ SAFE_TABLE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 Status = Literal["intact", "tampered", "incomplete"]
 
 
-class BadRunDir(Exception):
+class BadRunDir(OnegcError):
     """The path is not a run directory at all (missing, not a directory, no evidence)."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import JOURNAL_DIR, ChainCheck, check_chain, journal_path
 from onegc.evidence.schema import TABLES
 
@@ -51,7 +52,7 @@ RUN_COLUMNS = (
 )
 
 
-class SealError(Exception):
+class SealError(OnegcError):
     """The run cannot be sealed (already sealed, no journals)."""
 
 

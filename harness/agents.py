@@ -20,6 +20,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onegc.evidence.errors import OnegcError
 from onegc.harness.prompt import standard_prompt
 
 PROXY_PORT = 18080
@@ -30,7 +31,7 @@ CLI_DIR_ENV = "ONEGC_CLI_DIR"
 DEFAULT_CLI_DIR = Path("/opt/onegc-audit/clis")
 
 
-class UnknownAgent(ValueError):
+class UnknownAgent(OnegcError):
     """No agent of that name in the dispatch table, or it cannot be launched as configured."""
 
 

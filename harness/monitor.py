@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import Journal, journal_path
 from onegc.evidence.seal import seal
 from onegc.harness import snapshot
@@ -33,7 +34,7 @@ PASS_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LANG", "TERM", "O
             "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-class HarnessError(Exception):
+class HarnessError(OnegcError):
     """The run cannot start (bad name, existing run dir, missing privilege)."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 
+from onegc.evidence.errors import OnegcError
 from onegc.evidence.integrity import verify_run
 from onegc.evidence.schema import TABLE_BY_NAME
 from onegc.evidence.seal import DB_NAME, RESCORE_DIR, latest_result
@@ -50,7 +51,7 @@ RULE_KEYS = (
 )
 
 
-class RuleError(Exception):
+class RuleError(OnegcError):
     """A rule or policy file is malformed (a bug in the rule set, or a bad --policy file)."""
 
 
@@ -181,7 +182,7 @@ class Policy:
 def load_policy(path: Path | None = None) -> Policy:
     path = path or DEFAULT_POLICY
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such policy file")
+        raise RuleError(f"{path}: no such policy file")
     data = path.read_bytes()
     try:
         raw = tomllib.loads(data.decode())

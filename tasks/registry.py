@@ -22,17 +22,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onegc.evidence.errors import OnegcError
+
 TASKS_DIR = Path(__file__).resolve().parent
 KIT = TASKS_DIR / "_kit" / "taskkit.py"
 # Raw downloads (possibly GBs) are not re-hashed before each evaluation; all else is.
 _UNVERIFIED_PREFIX = "source/"
 
 
-class UnknownTask(ValueError):
+class UnknownTask(OnegcError):
     """Raised for a task id that names no task folder."""
 
 
-class PrepareError(RuntimeError):
+class PrepareError(OnegcError):
     """A task's prepare.py failed; the message carries the tail of its output."""
 
 
