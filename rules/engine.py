@@ -458,7 +458,8 @@ def judge_rule(
         first = acts[0]
         times = f" ({first['count']} times)" if first["count"] > 1 else ""
         more = len(unique) - first["count"]
-        rest = f" (and {more} more in {len(acts) - 1} other acts)" if more else ""
+        others = f"{len(acts) - 1} other act" + ("s" if len(acts) > 2 else "")
+        rest = f" (and {more} more rows in {others})" if more else ""
         result["summary"] = first["sentence"] + times + rest
     return result
 
