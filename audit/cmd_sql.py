@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from onegc.audit import index
+from onegc.audit.progress import Status, counted, on_terminal
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.schema import TABLE_BY_NAME
 from onegc.rules.engine import view_definitions
@@ -34,14 +36,19 @@ def read_only(sql: str) -> None:
             raise QueryError(f"only SELECT queries are allowed (got {st.type.name}); evidence is read-only")
 
 
-def run_sql(sql: str, roots: list[Path], refresh: bool = True):
+def run_sql(sql: str, roots: list[Path], refresh: bool = True, live: bool = False) -> pl.DataFrame:
+    """The answer of a SELECT over the indexes of roots (refreshed first; with live, the refresh
+    shows its progress on the terminal)."""
     for root in roots:
         if not root.is_dir():
             raise QueryError(f"{root}: no such directory")
     read_only(sql)
     if refresh:
-        for root in roots:
-            index.refresh(root)
+        started = time.monotonic()
+        with Status(live) as status:
+            for root in roots:
+                index.refresh(root, lambda done, total, r=root: status.show(
+                    counted(done, total, f"indexing new runs of {r}:", started)))
     con = index.connect(roots)
     try:
         rel = con.sql(sql)
@@ -125,15 +132,17 @@ def sql(
         str | None, typer.Option("--format", help="table, csv, json or parquet (default: --out's suffix, else table).")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the answer to a file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     schema: Annotated[bool, typer.Option("--schema", help="List the views and their columns.")] = False,
 ) -> None:
     """Read-only SQL over the union of the evidence of every run under ROOTS."""
+    fmt = "json" if as_json else fmt
     if schema:
         print_schema(roots or [])
         return
     if not query or not roots:
         raise QueryError("usage: onegc-audit sql QUERY RUNS_DIR [RUNS_DIR...]")
-    emit(run_sql(query, roots), fmt, out)
+    emit(run_sql(query, roots, live=on_terminal(fmt == "json")), fmt, out)
 
 
 def named_queries() -> dict[str, Path]:
@@ -158,10 +167,15 @@ def query(
         str | None, typer.Option("--format", help="table, csv, json or parquet (default: --out's suffix, else table).")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the answer to a file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
     """Run a named question kept as a SQL file (`query list` shows them; add your own in
     $ONEGC_QUERIES or ~/.config/onegc-audit/queries)."""
     queries = named_queries()
+    if name == "list" and as_json:
+        print(json.dumps([{"name": q, "title": _header(p), "file": str(p)} for q, p in queries.items()], indent=1))
+        return
+    fmt = "json" if as_json else fmt
     if name == "list":
         for qname, path in queries.items():
             print(f"{qname:28s} {_header(path)}")
@@ -170,4 +184,4 @@ def query(
         raise QueryError(f"unknown query {name!r}; see `onegc-audit query list`")
     if not roots:
         raise QueryError(f"usage: onegc-audit query {name} RUNS_DIR [RUNS_DIR...]")
-    emit(run_sql(queries[name].read_text(), roots), fmt, out)
+    emit(run_sql(queries[name].read_text(), roots, live=on_terminal(fmt == "json")), fmt, out)

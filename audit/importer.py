@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -579,12 +579,17 @@ class WalkReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def walk(root: Path, runs_dir: Path, pattern: str, fmt: str | None = None) -> WalkReport:
-    """Import every transcript below root whose path the pattern maps; one reason per skip."""
+def walk(root: Path, runs_dir: Path, pattern: str, fmt: str | None = None,
+         progress: Callable[[int, int, Path], None] | None = None) -> WalkReport:
+    """Import every transcript below root whose path the pattern maps; one reason per skip
+    (progress(folders done, folders, folder) is called as the walk goes)."""
     rx = pattern_regex(pattern)
     report = WalkReport()
     runs = runs_dir.resolve()
-    for folder in sorted([root, *(p for p in root.rglob("*") if p.is_dir())]):
+    folders = sorted([root, *(p for p in root.rglob("*") if p.is_dir())])
+    for n, folder in enumerate(folders):
+        if progress:
+            progress(n, len(folders), folder)
         if (
             folder == runs
             or runs in folder.parents
