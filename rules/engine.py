@@ -413,7 +413,8 @@ def judge_rule(
         return result
     found: dict[str, list[dict]] = {"violation": [], "attempt": []}
     ran = 0
-    absent = {t for c in rule.checks for t in reads(c.sql, ALL_TABLES)} - tables
+    # what the rule could not look at: tables its checks read, less the checks another table rules out
+    absent = {t for c in rule.checks if not set(c.unless) & tables for t in reads(c.sql)} - tables
     for check in rule.checks:
         if not set(check.needs) <= tables or set(check.unless) & tables:
             continue
