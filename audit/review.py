@@ -172,6 +172,15 @@ def build(run_dir: Path) -> Review:
     return review
 
 
+def _acts(rule: dict) -> list[dict]:
+    """The rule's cited rows grouped by act (verdicts judged before acts existed: one act per row)."""
+    return rule.get("acts") or [{"output": row["output"], "count": 1} for row in rule["rows"]]
+
+
+def _times(act: dict) -> str:
+    return f"{act['count']}x " if act["count"] > 1 else ""
+
+
 def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
@@ -192,8 +201,8 @@ def to_markdown(r: Review) -> str:
         out.append(f"| {rule['id']} {rule['title']} | {rule['outcome']} | {rule['summary']} |")
     for rule in v.get("rules", []):
         if rule["outcome"] in ("fail", "attempt"):
-            out += ["", f"### {rule['id']} {rule['outcome']}: cited rows", ""]
-            out += [f"- `{row['output']}`" for row in rule["rows"]]
+            out += ["", f"### {rule['id']} {rule['outcome']}: cited acts, the decisive one first", ""]
+            out += [f"- {_times(act)}`{act['output']}`" for act in _acts(rule)]
     out += ["", "## Timeline", "", f"{len(r.timeline)} of {r.timeline_total} events "
             "(use `onegc-audit sql` for the rest, or the HTML review for each event's raw row)", "",
             "| time (from start) | event | pid | tool call | violation |", "|---|---|---|---|---|"]
@@ -247,8 +256,8 @@ def to_html(r: Review) -> str:
     parts.append("</table>")
     for rule in v.get("rules", []):
         if rule["outcome"] in ("fail", "attempt"):
-            parts.append(f"<h3>{e(rule['id'])} {e(rule['outcome'])}: cited rows</h3><ul>")
-            parts += [f"<li><code>{e(row['output'])}</code></li>" for row in rule["rows"]]
+            parts.append(f"<h3>{e(rule['id'])} {e(rule['outcome'])}: cited acts, the decisive one first</h3><ul>")
+            parts += [f"<li>{e(_times(act))}<code>{e(act['output'])}</code></li>" for act in _acts(rule)]
             parts.append("</ul>")
     parts.append(f"<h2>Timeline</h2><p>{len(r.timeline)} of {r.timeline_total} events</p><table>"
                  "<tr><th>time (from start)</th><th>event</th><th>pid</th><th>tool call</th><th>violation</th></tr>")

@@ -81,3 +81,14 @@ def test_every_command_that_prints_a_result_takes_json_and_writes_with_out():
         assert "--json" in flags, name
         assert not {"--output", "--out-file", "--output-file"} & flags, name
         assert "-o" not in flags or "--out" in flags, name
+
+
+def test_rules_explain_lists_the_tables_the_engine_skips_a_check_for():
+    """One answer to "which tables does this rule read": the engine's, through its views (W3 reads
+    execs through training_launches, which no regex over FROM clauses would see)."""
+    from onegc.rules.engine import load_rules, rule_tables
+
+    for r in load_rules():
+        res = cli("rules", "explain", r.id, "--json")
+        assert set(json.loads(res.stdout)["evidence"]) == rule_tables(r), r.id
+    assert {"execs", "harness_events"} <= rule_tables(next(r for r in load_rules() if r.id == "W3"))
