@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from onegc.harness import view
 from onegc.harness.scoring import Evaluator, ScoringPolicy
 from onegc.tasks import registry
 
@@ -14,10 +15,12 @@ EVAL_TIMEOUT_S = float(os.environ.get("ONEGC_EVAL_TIMEOUT_S", "900"))
 
 def task_evaluator(task_id: str, data_dir: Path, timeout_s: float = EVAL_TIMEOUT_S) -> Evaluator:
     """``evaluate(checkpoint, script_dir)`` through the task's original, hash-checked
-    prepare.py in the isolated evaluator, bounded by ``timeout_s``."""
+    prepare.py, bounded by ``timeout_s``; the model process runs in the harness's
+    deny-by-default view (only the staged checkpoint, sources and inputs, no network)."""
 
     def evaluate(checkpoint: Path, script_dir: Path) -> dict[str, Any]:
-        return registry.evaluate(task_id, checkpoint, script_dir, data_dir, timeout_s=timeout_s)
+        sandbox = view.command() if os.geteuid() == 0 else None
+        return registry.evaluate(task_id, checkpoint, script_dir, data_dir, timeout_s=timeout_s, sandbox=sandbox)
 
     return evaluate
 

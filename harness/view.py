@@ -336,16 +336,23 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="onegc.harness.view")
     ap.add_argument("--ro", action="append", default=[])
     ap.add_argument("--rw", action="append", default=[])
-    ap.add_argument("--uid", type=int, default=int(os.environ.get("ONEGC_EVAL_UID", "65534")))
+    ap.add_argument("--uid", type=int, default=65534)
+    ap.add_argument("--gid", type=int, default=None)
     ap.add_argument("--cwd", default="/")
     ap.add_argument("cmd", nargs="+")
     args = ap.parse_args(argv)
     scratch = [d for d in args.rw if os.path.isdir(d)]
-    spec = ViewSpec(ro=runtime_paths() + args.ro, rw=scratch, uid=args.uid, gid=args.uid, home=args.cwd)
+    gid = args.uid if args.gid is None else args.gid
+    spec = ViewSpec(ro=runtime_paths() + args.ro, rw=scratch, uid=args.uid, gid=gid, home=args.cwd)
     if os.geteuid() != 0:
         sys.exit("onegc sandbox: needs root (namespaces and mounts)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONEGC_SANDBOX")}
+    env = {k: v for k, v in os.environ.items() if k != "ONEGC_EVAL_SANDBOX"}
     sys.exit(run_in_view(spec, args.cmd, args.cwd, env))
+
+
+def command() -> list[str]:
+    """The argv prefix that runs a command in a view (what the evaluator is given)."""
+    return [sys.executable, "-m", "onegc.harness.view"]
 
 
 if __name__ == "__main__":

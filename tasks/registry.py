@@ -210,10 +210,18 @@ def _verify_eval_files(data_dir: Path) -> None:
 
 
 def evaluate(
-    task_id: str, checkpoint: Path, script_dir: Path, data_dir: Path, *, timeout_s: float = 600
+    task_id: str,
+    checkpoint: Path,
+    script_dir: Path,
+    data_dir: Path,
+    *,
+    timeout_s: float = 600,
+    sandbox: list[str] | None = None,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` with the registry's original prepare.py; return its JSON dict.
 
+    ``sandbox``: the argv prefix of a view launcher; the model process then runs in a view
+    holding only its staged checkpoint, sources and inputs (the harness passes its own).
     A classified failure comes back as ``{"error": kind, "detail": ...}``; an evaluator that
     neither scores nor classifies raises RuntimeError.
     """
@@ -229,8 +237,12 @@ def evaluate(
             "--data-dir", str(data_dir), "--script-dir", str(Path(script_dir).resolve()), "--json",
         ]  # fmt: skip
         try:
+            env = dict(os.environ)
+            env.pop("ONEGC_EVAL_SANDBOX", None)
+            if sandbox:
+                env["ONEGC_EVAL_SANDBOX"] = json.dumps(sandbox)
             proc = subprocess.run(
-                cmd, cwd=eval_dir, capture_output=True, text=True, timeout=timeout_s
+                cmd, cwd=eval_dir, capture_output=True, text=True, timeout=timeout_s, env=env
             )
         except subprocess.TimeoutExpired:
             return {"error": "timeout", "detail": f"evaluation exceeded {timeout_s:g} s"}
