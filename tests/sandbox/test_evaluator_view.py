@@ -54,8 +54,13 @@ def test_evaluated_model_sees_only_its_stage(smoke, runs_dir):
     source.parent.mkdir(parents=True)
     source.write_text("date,OT\n2016-07-01,30.5\n")
     data = run.prepared.data_dir
-    secrets = [str(source), str(data / "agent" / "train.npy"), str(run.workspace / "train.py"),
-               str(data / "prepared.json"), "/etc/shadow"]
+    secrets = [
+        str(source),
+        str(data / "agent" / "train.npy"),
+        str(run.workspace / "train.py"),
+        str(data / "prepared.json"),
+        "/etc/shadow",
+    ]
     for p in (source.parent.parent, source.parent):
         os.chmod(p, 0o755)
     os.chmod(source, 0o644)

@@ -53,11 +53,29 @@ def test_outside_the_run_is_absent_or_read_only(runs_dir, tmp_path):
         os.chmod(p, 0o755)
     os.environ["ONEGC_SHARED_DATA"] = str(shared)  # the harness's environment: never the agent's
     try:
-        reads = [str(shared / "ETTh1.csv"), str(heldout / "test.npz"), "/work/shared/data/t6/ETTh1.csv",
-                 "/etc/shadow", "/root/.bash_history", "/home", "/srv", "/run/lock", "/proc/1/environ"]
-        writes = ["/usr/lib/evil.py", "/etc/evil", "/evil", "/run/lock/evil.lock", "/var/lock/evil",
-                  str(heldout / "test.npz"), str(runs_dir / "outside.txt"), "/tmp/mine", "/var/tmp/mine",
-                  "/dev/shm/mine"]
+        reads = [
+            str(shared / "ETTh1.csv"),
+            str(heldout / "test.npz"),
+            "/work/shared/data/t6/ETTh1.csv",
+            "/etc/shadow",
+            "/root/.bash_history",
+            "/home",
+            "/srv",
+            "/run/lock",
+            "/proc/1/environ",
+        ]
+        writes = [
+            "/usr/lib/evil.py",
+            "/etc/evil",
+            "/evil",
+            "/run/lock/evil.lock",
+            "/var/lock/evil",
+            str(heldout / "test.npz"),
+            str(runs_dir / "outside.txt"),
+            "/tmp/mine",
+            "/var/tmp/mine",
+            "/dev/shm/mine",
+        ]
         run, seen = probe(runs_dir, reads, writes)
     finally:
         del os.environ["ONEGC_SHARED_DATA"]
@@ -106,8 +124,10 @@ def test_another_runs_checkpoint_and_sealed_script_are_out_of_reach(runs_dir):
     assert "No such file" in (tws / "append.err").read_text()
     assert (tws / "ls.txt").read_text().split() == ["r2"], "its runs folder holds its own run only"
     assert (ws / "run_1.py").read_bytes() == script_before
-    uids = [rows(r, "SELECT CAST(detail->>'agent_uid' AS INTEGER) FROM harness_events WHERE kind='start'")[0][0]
-            for r in (victim, thief)]
+    uids = [
+        rows(r, "SELECT CAST(detail->>'agent_uid' AS INTEGER) FROM harness_events WHERE kind='start'")[0][0]
+        for r in (victim, thief)
+    ]
     assert os.stat(ws / "run_1.py").st_uid == uids[0]
     assert judge(victim)["status"] != "disqualified"
 
