@@ -69,6 +69,8 @@ class RunSpec:
     env: dict[str, str] = field(default_factory=dict)
     agent_uid: int | None = None
     """The agent's uid; None leases a uid no other live run holds (the usual case)."""
+    data: dict | None = None
+    """The task data the run is pinned to (version and sha256 of every file), in its start record."""
     view_ro: list[str] = field(default_factory=list)
     """Host paths the agent needs read-only beyond the runtime (harness/view.py) and its program."""
     sample_interval_s: float = 1.0
@@ -98,15 +100,23 @@ class RunOutcome:
     agent_exit_code: int | None
 
 
-def create_run_dir(runs_dir: Path, label: str, task: str, rep: int) -> Path:
-    """RUNS_DIR/LABEL/TASK/rREP, created empty; an existing run is never reused."""
+def run_dir_for(runs_dir: Path, label: str, task: str, rep: int) -> Path:
+    """RUNS_DIR/LABEL/TASK/rREP after checking the names, and that no run is there yet
+    (checked before anything is prepared, and again atomically by create_run_dir)."""
     for what, value in (("label", label), ("task", task)):
         if not SAFE_NAME.match(value):
             raise HarnessError(f"{what} {value!r} must match {SAFE_NAME.pattern}")
     if rep < 1:
         raise HarnessError("rep must be >= 1")
-    runs_dir = runs_dir.resolve()
-    run_dir = runs_dir / label / task / f"r{rep}"
+    run_dir = runs_dir.resolve() / label / task / f"r{rep}"
+    if run_dir.exists():
+        raise HarnessError(f"{run_dir} already exists; a run directory is never reused")
+    return run_dir
+
+
+def create_run_dir(runs_dir: Path, label: str, task: str, rep: int) -> Path:
+    """RUNS_DIR/LABEL/TASK/rREP, created empty; an existing run is never reused."""
+    run_dir = run_dir_for(runs_dir, label, task, rep)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         run_dir.mkdir()
@@ -395,6 +405,7 @@ class Monitor:
             "originals": str(spec.originals) if spec.originals else None,
             "heldout": str(spec.heldout) if spec.heldout else None,
             "locked": spec.locked,
+            "data": spec.data,
             "runtime_cli": spec.runtime_cli,
             "sensors": self.sensors,
             "env": env,
