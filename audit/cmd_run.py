@@ -79,6 +79,7 @@ def monitored_run(
         env={**launch.env, **env},
         before_seal=steps,
         data={"version": prepared.version, "data_dir": str(prepared.data_dir), "files": context["files"]},
+        view_ro=list(launch.view_ro),
     )
     if launch.endpoint is not None:
         route = Route(launch.endpoint.upstream, launch.endpoint.headers, launch.proxy_prefix)
