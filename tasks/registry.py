@@ -256,7 +256,11 @@ def populate_workspace(task: TaskSpec, workspace: Path, prepared: PreparedData) 
     data = workspace / "data"
     if data.exists():
         shutil.rmtree(data)
-    shutil.copytree(prepared.agent_dir, data)
+    shutil.copytree(prepared.agent_dir, data, copy_function=shutil.copyfile)
+    for dirpath, _dirnames, filenames in os.walk(data):  # the copy is the agent's, not frozen
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
     (workspace / "checkpoints").mkdir(exist_ok=True)
 
 
