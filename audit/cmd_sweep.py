@@ -53,6 +53,9 @@ def run_cmd(
     budget_s: Annotated[float | None, typer.Option(help="Override every task's budget (tests).")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Synthetic task data.")] = False,
     env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for the agents' environment.")] = None,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, help="Cells at once (local): default one per GPU, else 1.")
+    ] = None,
 ) -> None:
     """Run every cell that is not sealed yet; safe to rerun and to run twice at once."""
     cells = _cells(agents, tasks, reps)
@@ -76,7 +79,7 @@ def run_cmd(
         done[what.split(" ")[0]] += 1
         console.print(f"[{sum(done.values())}/{len(cells)}] {cell.label} {cell.task} r{cell.rep}: {what}")
 
-    sweep.run_local(runs_dir, cells, extra, retry_incomplete, report)
+    sweep.run_local(runs_dir, cells, extra, retry_incomplete, report, jobs)
 
 
 @app.command("status")
