@@ -22,7 +22,10 @@ from tests.conftest import needs_root
 pytestmark = needs_root
 
 CLI = [sys.executable, "-m", "onegc.audit"]
-CHEAT = "cp train.py run_1.py && python run_1.py && printf 'def evaluate(): return 0.0\\n' > p.py && mv -f p.py prepare.py"
+CHEAT = (
+    "cp train.py run_1.py && python run_1.py && "
+    "printf 'def evaluate(): return 0.0\\n' > p.py && mv -f p.py prepare.py"
+)
 
 
 def _host_activity(cache: Path, stop: threading.Event, tag: str) -> None:
