@@ -220,6 +220,8 @@ def build(spec: ViewSpec, root: str = str(ASSEMBLY)) -> None:
             _bind(src, target, readonly=kind == "ro")  # type: ignore[arg-type]
     _dev(root, spec)
     _etc(root, spec)
+    if spec.gpu and os.path.exists("/dev/nvidiactl"):  # the CUDA driver reads PCI topology there
+        _bind("/sys", _target(root, "/sys"), readonly=True)
     _mkdirs(_target(root, "/proc"))
     os.chdir(root)
     pivot_root(".", ".")  # the old root is stacked under the new one ...
