@@ -139,15 +139,16 @@ def _plan(spec: ViewSpec) -> list[tuple[str, str | None, str]]:
     """(view path, host source, kind) with kind ro / rw / link, parents before children."""
     plan: list[tuple[str, str | None, str]] = []
     seen_ro: list[str] = []
-    for p in sorted(set(spec.ro), key=lambda s: (s.count("/"), s)):
+    reals = set()
+    for p in set(spec.ro):
         if os.path.islink(p) and os.path.dirname(p) == "/":  # merged-usr /bin -> usr/bin: the link itself
             plan.append((p, os.readlink(p), "link"))
-            continue
-        real = os.path.realpath(p)
-        if not os.path.exists(real) or _covered(real, seen_ro):
-            continue
-        seen_ro.append(real)
-        plan.append((real, real, "ro"))
+        elif os.path.exists(p):
+            reals.add(os.path.realpath(p))
+    for real in sorted(reals, key=lambda s: (s.count("/"), s)):  # ancestors first: a descendant is covered
+        if not _covered(real, seen_ro):
+            seen_ro.append(real)
+            plan.append((real, real, "ro"))
     for p in spec.rw:
         real = os.path.realpath(p)
         if _covered(real, seen_ro):
