@@ -11,6 +11,7 @@ from rich.console import Console
 from onegc.audit import official
 from onegc.audit.cmd_verify import print_verdict, task_direction
 from onegc.audit.exitcodes import BY_STATUS
+from onegc.evidence.layout import RunLayout
 from onegc.evidence.seal import latest_result
 from onegc.harness.agents import PROXY_PORT, resolve_agent, with_home, write_home_files
 from onegc.harness.monitor import RunSpec, create_run_dir, run_dir_for, run_monitored
@@ -57,8 +58,9 @@ def monitored_run(
     prepared = registry.prepare_data(task.id, data_dir / task.id, synthetic)
     context = official.data_context(prepared)
     run_dir = create_run_dir(runs_dir, label or launch.label, task.id, rep)
-    registry.populate_workspace(task, run_dir / "workspace", prepared)
-    home = run_dir / "scratch" / "home"
+    layout = RunLayout(run_dir)
+    registry.populate_workspace(task, layout.workspace, prepared)
+    home = layout.home
     launch = with_home(launch, home)
     write_home_files(launch, home)
     steps = []

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from onegc.evidence.layout import RunLayout
 from onegc.harness import view
 from onegc.harness.scoring import Evaluator, ScoringPolicy
 from onegc.tasks import registry
@@ -52,7 +53,7 @@ def task_policy(task: registry.TaskSpec, context: dict[str, Any] | None = None) 
 
 def recorded_data(run_dir: Path) -> dict[str, Any]:
     """The data context the harness's scoring recorded for this run (empty if none)."""
-    path = run_dir / "result.json"
+    path = RunLayout(run_dir).result
     if not path.is_file():
         return {}
     try:

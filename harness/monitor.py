@@ -20,6 +20,7 @@ import psutil
 
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import Journal, journal_path
+from onegc.evidence.layout import HOME, PRIVATE_SCRATCH, RunLayout
 from onegc.evidence.seal import seal
 from onegc.harness import snapshot, view
 from onegc.harness.cgroup import RunCgroup
@@ -83,12 +84,16 @@ class RunSpec:
     (the allow-listing proxy binds there); an exception aborts the launch."""
 
     @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+    @property
     def workspace(self) -> Path:
-        return self.run_dir / "workspace"
+        return self.layout.workspace
 
     @property
     def scratch(self) -> Path:
-        return self.run_dir / "scratch"
+        return self.layout.scratch
 
 
 @dataclass
@@ -122,7 +127,7 @@ def create_run_dir(runs_dir: Path, label: str, task: str, rep: int) -> Path:
         run_dir.mkdir()
     except FileExistsError:
         raise HarnessError(f"{run_dir} already exists; a run directory is never reused") from None
-    (run_dir / "workspace").mkdir()
+    RunLayout(run_dir).workspace.mkdir()
     return run_dir
 
 
@@ -154,7 +159,7 @@ def gpu_memory(pids: set[int]) -> int | None:
 
 
 def agent_env(spec: RunSpec) -> dict[str, str]:
-    home = spec.scratch / "home"
+    home = spec.layout.home
     cache = home / ".cache"
     env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
     env.update(
@@ -176,7 +181,7 @@ def agent_env(spec: RunSpec) -> dict[str, str]:
 def login_profile(spec: RunSpec, env: dict[str, str]) -> None:
     """A login shell (Codex runs every tool as `bash -lc`) resets PATH from /etc/profile; the
     home's profile puts the run's interpreter first again, so `python` stays the task's."""
-    home = spec.scratch / "home"
+    home = spec.layout.home
     profile = home / ".profile"
     if not profile.exists():
         profile.write_text(f"# written by onegc-audit\nexport PATH={shlex.quote(env['PATH'])}\n")
@@ -202,7 +207,7 @@ class Monitor:
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
         rd = spec.run_dir
-        (rd / "agent").mkdir(exist_ok=True)
+        spec.layout.agent_dir.mkdir(exist_ok=True)
         self.harness = Journal(journal_path(rd, "harness_events"), "harness_events")
         self.health = Journal(journal_path(rd, "sensor_health"), "sensor_health")
         self.reasons: list[str] = []
@@ -214,7 +219,7 @@ class Monitor:
     # -- set-up ---------------------------------------------------------------------------
     def _prepare_dirs(self) -> None:
         spec = self.spec
-        for sub in ("home", *view.PRIVATE_SCRATCH.values()):
+        for sub in (HOME, *PRIVATE_SCRATCH.values()):
             (spec.scratch / sub).mkdir(parents=True, exist_ok=True)
         # 0755, owned by the run's own uid: no other run's uid can write there.
         chown_tree(spec.workspace, spec.agent_uid)
@@ -261,10 +266,10 @@ class Monitor:
         return view.ViewSpec(
             ro=ro,
             rw=[str(spec.workspace), str(spec.scratch)],
-            private={t: str(spec.scratch / s) for t, s in view.PRIVATE_SCRATCH.items()},
+            private={t: str(spec.layout.private(t)) for t in PRIVATE_SCRATCH},
             uid=spec.agent_uid,
             gid=spec.agent_uid,
-            home=str(spec.scratch / "home"),
+            home=str(spec.layout.home),
         )
 
     # -- sampler --------------------------------------------------------------------------
@@ -385,7 +390,7 @@ class Monitor:
             go_r, go_w = os.pipe()
             netns_pipes = [ready_r, ready_w, go_r, go_w]
             config["netns_fds"] = [ready_w, go_r]
-        cfg_path = spec.run_dir / "agent" / "launch.json"
+        cfg_path = spec.layout.launch
         cfg_path.write_text(json.dumps(config, indent=1))
         start_wall, start_mono = time.time(), time.monotonic()  # the budget starts with the agent
         deadline = start_mono + spec.budget_s
@@ -415,8 +420,8 @@ class Monitor:
         }
         self.harness.write(kind="start", detail=meta, mono=start_mono, t=start_wall)
         with (
-            open(spec.run_dir / "agent" / "stdout.log", "wb") as out,
-            open(spec.run_dir / "agent" / "stderr.log", "wb") as err,
+            open(spec.layout.stdout, "wb") as out,
+            open(spec.layout.stderr, "wb") as err,
         ):
             launcher = subprocess.Popen(
                 [sys.executable, "-m", "onegc.harness.launcher", str(cfg_path)],

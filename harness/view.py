@@ -61,7 +61,6 @@ ETC_RO = (
     "bash.bashrc", "inputrc", "os-release", "protocols", "services", "terminfo", "gitconfig", "magic",
 )  # fmt: skip
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
-PRIVATE_SCRATCH = {"/tmp": "tmp", "/var/tmp": "var_tmp", "/dev/shm": "dev_shm"}
 HOSTNAME = "onegc-sandbox"
 
 
