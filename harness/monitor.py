@@ -1,6 +1,6 @@
-"""One monitored agent run: sensors up, agent launched in its sandbox, watchdog, sensors
-down, evidence sealed. The caller (audit) has already created the run directory and
-populated its workspace."""
+"""One monitored agent run: sensors up, agent launched in its sandbox (a deny-by-default
+view, harness/view.py, under a uid of its own), watchdog, sensors down, evidence sealed.
+The caller (audit) has already created the run directory and populated its workspace."""
 
 import json
 import os
