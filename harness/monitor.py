@@ -371,6 +371,10 @@ class Monitor:
         env = agent_env(spec)
         login_profile(spec, env)
         sandbox = self._view()
+        try:
+            view.check(sandbox)
+        except OSError as exc:
+            raise HarnessError(f"cannot build the agent's view: {exc}") from None
         config = {
             "harness_pid": os.getpid(),
             "argv": spec.argv,
