@@ -207,7 +207,7 @@ def test_uid_leases_are_exclusive_and_skip_a_uid_with_a_live_process():
         squatter.wait()
 
 
-def test_a_view_that_cannot_be_built_is_refused_before_the_run(runs_dir):
+def test_a_view_that_cannot_be_built_is_refused_before_anything_starts():
     spec = view.ViewSpec(ro=["/usr"], rw=["/usr/share"])  # a writable folder inside a read-only one
     with pytest.raises(OSError, match="inside read-only"):
         view.check(spec)
