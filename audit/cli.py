@@ -8,6 +8,7 @@ import typer
 from onegc.audit import (
     cmd_agents,
     cmd_aggregate,
+    cmd_export,
     cmd_import,
     cmd_review,
     cmd_rules,
@@ -42,6 +43,7 @@ app.command("import")(cmd_import.import_cmd)
 app.add_typer(cmd_sweep.app, name="sweep")
 app.add_typer(cmd_agents.app, name="agents")
 app.command()(cmd_review.review)
+app.command()(cmd_export.export)
 app.add_typer(cmd_rules.app, name="rules")
 
 
