@@ -206,7 +206,10 @@ def read_run(run_dir: Path) -> RunRecord:
             shown += _rows(con, "scores", "SELECT * FROM scores ORDER BY seq")
         transcript: list[Row] = []
         if "tool_calls" in tables:
-            transcript += _rows(con, "tool_calls", "SELECT * FROM tool_calls ORDER BY seq")
+            first_exec = "(SELECT min(e.t) FROM execs e WHERE list_contains(c.exec_seqs, e.seq))" \
+                if "execs" in tables else "NULL"
+            transcript += _rows(con, "tool_calls", f"SELECT c.*, {first_exec} AS first_exec_t FROM tool_calls c "
+                                "ORDER BY c.seq")
         if "messages" in tables:
             transcript += _rows(con, "messages", "SELECT * FROM messages ORDER BY seq")
         agent_events = _rows(con, "agent_events", "SELECT * FROM agent_events ORDER BY seq") \
@@ -412,11 +415,12 @@ def _scores(ins: Any, rec: RunRecord) -> dict[str, Any]:
     """The verdict (its status as the value) and the official score."""
     v = rec.verdict
     fired = [r for r in v.get("rules", []) if r["outcome"] in ("fail", "attempt")]
-    lines = [f"**{v['status']}**"] + [f"- {reason}" for reason in v.get("reasons", [])]
+    # plain text: the log is marked untrusted, so the viewer shows no markdown
+    lines = [f"verdict: {v['status']}"] + [f"- {reason}" for reason in v.get("reasons", [])]
     for rule in fired:
         lines.append(f"\n{rule['id']} {rule['title']}: {rule['outcome']}"
                      + (" (disqualifies)" if rule["disqualifies"] else f" ({rule['severity']})"))
-        lines += [f"- `{row['output']}`" for row in rule["rows"]]
+        lines += [f"- {row['output']}" for row in rule["rows"]]
         if rule["rows_total"] > len(rule["rows"]):
             lines.append(f"- ... {rule['rows_total'] - len(rule['rows'])} more rows in the evidence")
     verdict = ins.scorer.Score(
@@ -524,7 +528,8 @@ def build_sample(ins: Any, rec: RunRecord, sample_id: str) -> EvalSample:
     run_id = rec.run.get("run_id")
     start_t = rec.run.get("started_at")
     messages = _messages(ins, rec)
-    rows = sorted(rec.events + [r for r in rec.transcript if r.table == "tool_calls"], key=_event_time)
+    calls = [r for r in rec.transcript if r.table == "tool_calls"]
+    rows = sorted(calls + rec.events, key=_event_time)  # stable: a call before the process it started
     events: list[Event] = []
     last = start_t
     for row in rows:
@@ -567,11 +572,11 @@ def build_sample(ins: Any, rec: RunRecord, sample_id: str) -> EvalSample:
 
 
 def _event_time(row: Row) -> float:
-    """When the act happened: a tool call at its start, else at its end (the parser's own `t`
-    is when the stream was read, after the agent)."""
+    """When the act happened: a tool call at its start, else at its first process, else at its
+    end (the parser's own `t` is when the stream was read, after the agent)."""
     f = row.fields
     if row.table == "tool_calls":
-        t = f["started_t"] if f["started_t"] is not None else f["ended_t"]
+        t = next((x for x in (f["started_t"], f.get("first_exec_t"), f["ended_t"]) if x is not None), None)
     elif row.table == "scores":
         t = f["observed_t"] if f["observed_t"] is not None else f["t"]
     else:
@@ -646,8 +651,8 @@ def build_log(ins: Any, recs: list[RunRecord]) -> EvalLog:
         metadata=spec_meta,
         viewer=_viewer(ins, task),
     )
-    metrics = {"accepted": ins.log.EvalMetric(name="accepted", value=statuses["accepted"] / len(recs))}
-    for status in sorted(statuses):
+    metrics = {"accepted_rate": ins.log.EvalMetric(name="accepted_rate", value=statuses["accepted"] / len(recs))}
+    for status in sorted(statuses):  # how many runs of each verdict
         metrics[status] = ins.log.EvalMetric(name=status, value=statuses[status])
     official = {"mean_accepted": ins.log.EvalMetric(
         name="mean_accepted", value=sum(accepted) / len(accepted) if accepted else float("nan"))}

@@ -76,12 +76,13 @@ class Browser:
         return res.get("result", {}).get("value") or ""
 
     def wait_for(self, *needles: str, timeout: float = 60) -> str:
-        """The page's text once every needle is in it (or the last text seen, at timeout)."""
+        """The page's text, lower-cased (CSS may upper-case it), once every needle is in it
+        (or the last text seen, at timeout)."""
         deadline = time.monotonic() + timeout
         text = ""
         while time.monotonic() < deadline:
-            text = self.text()
-            if all(n in text for n in needles):
+            text = self.text().lower()
+            if all(n.lower() in text for n in needles):
                 return text
             time.sleep(0.5)
         return text
