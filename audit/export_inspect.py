@@ -171,6 +171,36 @@ def _model(run: dict, agent_events: list[Row]) -> tuple[str | None, str | None]:
     return None, None
 
 
+# The rows of each table a sample shows as events: what a reviewer needs, not every inotify
+# tick (workspace writes, PATH probes, allowed proxy connections stay in the evidence).
+# Every row a rule cites is shown as well, whatever its table.
+SHOWN = {
+    "harness_events": "true",
+    "execs": "NOT probe",
+    "net_attempts": "true",
+    "file_events": "root NOT IN (" + ", ".join(f"'{r}'" for r in OWN_ROOTS) + ")",
+    "proxy_connections": "verdict <> 'allowed'",
+    "scores": "true",
+}
+TRANSCRIPT = ("tool_calls", "messages")
+
+
+def _select(table: str, tables: set[str]) -> str:
+    """SELECT for a table's rows, with what the export joins to them: an exec's tool call,
+    a tool call's first process (its start, when the stream gives none)."""
+    if table == "execs" and "exec_attribution" in tables:
+        return ("SELECT e.*, a.call_id, a.attribution FROM execs e "
+                "LEFT JOIN exec_attribution a ON a.exec_seq = e.seq")
+    if table == "execs":
+        return "SELECT *, NULL AS call_id, NULL AS attribution FROM execs"
+    if table == "tool_calls" and "execs" in tables:
+        return ("SELECT c.*, (SELECT min(e.t) FROM execs e WHERE list_contains(c.exec_seqs, e.seq)) "
+                "AS first_exec_t FROM tool_calls c")
+    if table == "tool_calls":
+        return "SELECT *, NULL AS first_exec_t FROM tool_calls"
+    return f'SELECT * FROM "{table}"'
+
+
 def read_run(run_dir: Path) -> RunRecord:
     """The verdict, the official result and the rows a log shows, from one sealed run.
     A tampered run's evidence is not evidence: only its verdict is exported."""
@@ -189,42 +219,23 @@ def read_run(run_dir: Path) -> RunRecord:
         rec = RunRecord(run_dir, run, verdict, result, start)
         rec.counts = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0] for t in sorted(tables)}
         cited = _cited(verdict)
-        shown: list[Row] = list(harness)
-        if "execs" in tables:
-            attribution = (
-                "LEFT JOIN exec_attribution a ON a.exec_seq = e.seq" if "exec_attribution" in tables else ""
-            )
-            cols = "a.call_id, a.attribution" if attribution else "NULL AS call_id, NULL AS attribution"
-            shown += _rows(con, "execs", f"SELECT e.*, {cols} FROM execs e {attribution} ORDER BY e.seq")
-        if "net_attempts" in tables:
-            shown += _rows(con, "net_attempts", "SELECT * FROM net_attempts ORDER BY seq")
-        if "file_events" in tables:
-            shown += _rows(con, "file_events", "SELECT * FROM file_events ORDER BY seq")
-        if "proxy_connections" in tables:
-            shown += _rows(con, "proxy_connections", "SELECT * FROM proxy_connections ORDER BY seq")
-        if "scores" in tables:
-            shown += _rows(con, "scores", "SELECT * FROM scores ORDER BY seq")
+        shown: list[Row] = []
+        for table in sorted(tables | {t for t, _ in cited}):
+            seqs = sorted({int(seq) for t, seq in cited if t == table})
+            where = SHOWN.get(table, "false") + (f" OR seq IN ({', '.join(map(str, seqs))})" if seqs else "")
+            if table in tables and table not in TRANSCRIPT and where != "false":
+                shown += _rows(con, table, f"SELECT * FROM ({_select(table, tables)}) WHERE {where} ORDER BY seq")
         transcript: list[Row] = []
-        if "tool_calls" in tables:
-            first_exec = "(SELECT min(e.t) FROM execs e WHERE list_contains(c.exec_seqs, e.seq))" \
-                if "execs" in tables else "NULL"
-            transcript += _rows(con, "tool_calls", f"SELECT c.*, {first_exec} AS first_exec_t FROM tool_calls c "
-                                "ORDER BY c.seq")
-        if "messages" in tables:
-            transcript += _rows(con, "messages", "SELECT * FROM messages ORDER BY seq")
+        for table in TRANSCRIPT:
+            if table in tables:
+                transcript += _rows(con, table, f"SELECT * FROM ({_select(table, tables)}) ORDER BY seq")
         agent_events = _rows(con, "agent_events", "SELECT * FROM agent_events ORDER BY seq") \
             if "agent_events" in tables else []
-        # cited rows of tables not otherwise shown (snapshots, ...) become events of their own
-        extra = {(t, s) for t, s in cited if t not in {"harness_events", "execs", "net_attempts", "file_events",
-                                                      "proxy_connections", "scores", "tool_calls"}}
-        for table, seq in sorted(extra):
-            if table in tables:
-                shown += _rows(con, table, f'SELECT * FROM "{table}" WHERE seq = {int(seq)}')
     finally:
         con.close()
     for row in shown + transcript:
         row.cited_by = cited.get((row.table, row.seq), [])
-    rec.events = [r for r in shown if _matters(r)]
+    rec.events = shown
     summary = next((e.fields["detail"] for e in agent_events if e.fields["kind"] == "parse_summary"), {}) or {}
     lines = {"stream": summary.get("lines") or 0, "rollout": summary.get("rollout:lines") or 0}
     rec.transcript = _transcript_order(transcript, lines)
@@ -233,21 +244,6 @@ def read_run(run_dir: Path) -> RunRecord:
              and r.fields["kind"] == "text"]
     rec.final_text = texts[-1].fields["text"] if texts else None
     return rec
-
-
-def _matters(row: Row) -> bool:
-    """Whether a row is shown as an event: what a reviewer needs, not every inotify tick.
-    Anything a rule cites is shown whatever it is."""
-    f = row.fields
-    if row.cited_by:
-        return True
-    if row.table == "execs":
-        return not f["probe"]
-    if row.table == "file_events":
-        return f["root"] not in OWN_ROOTS
-    if row.table == "proxy_connections":
-        return f["verdict"] != "allowed"
-    return row.table in ("harness_events", "net_attempts", "scores")
 
 
 # -- building the log -----------------------------------------------------------------------------

@@ -101,7 +101,12 @@ def expected(run_dir: Path, verdict: dict) -> dict:
             "events": len(shown) + len(cited) + 2}
 
 
-EVENT_TYPE = {"execs": "sandbox", "tool_calls": "tool"}
+def event_type(run_dir: Path, table: str, seq: int) -> str:
+    """Processes and file reads/writes are sandbox events, tool calls tool events, the rest info."""
+    if table == "file_events":
+        ((event,),) = rows(run_dir, f"SELECT event FROM file_events WHERE seq = {seq}")
+        return "sandbox" if event in ("create", "modify", "close_write", "moved_to", "rescan_found", "open") else "info"
+    return {"execs": "sandbox", "tool_calls": "tool"}.get(table, "info")
 
 
 def observed(sample) -> dict:
@@ -112,38 +117,41 @@ def observed(sample) -> dict:
             "messages": len(sample.messages), "events": len(sample.events)}
 
 
+def check_round_trip(name: str, log) -> None:
+    """Every sample of `log` holds exactly what its run's evidence says it must."""
+    from onegc.rules.engine import judge
+
+    assert log.status == "success" and log.eval.dataset.samples == len(log.samples)
+    assert log.eval.viewer.trust_content is False  # the agent's text is never rendered richly
+    for sample in log.samples:
+        run_dir = Path(sample.metadata["onegc"]["run_dir"])
+        verdict = judge(run_dir)
+        assert observed(sample) == expected(run_dir, verdict), (name, sample.id)
+        assert sample.scores["verdict"].value == verdict["status"] == sample.metadata["onegc"]["status"]
+        assert sample.id == f"r{sample.metadata['onegc']['rep']}"
+        # every event that names a row names a real one: its chain hash is the row's
+        for e in sample.events:
+            m = e.metadata or {}
+            if "h" in m:
+                assert rows(run_dir, f"SELECT h FROM {m['table']} WHERE seq = {m['seq']}") == [(m["h"],)]
+                assert e.event == event_type(run_dir, m["table"], m["seq"]), (m, e.event)
+            if e.event == "sandbox" and e.action == "exec":
+                assert rows(run_dir, f"SELECT argv FROM execs WHERE seq = {m['seq']}") == [(shlex.split(e.cmd),)]
+        # the transcript in order: each tool call followed by its result
+        for i, msg in enumerate(sample.messages):
+            if msg.role == "tool":
+                assert sample.messages[i - 1].tool_calls[0].id == msg.tool_call_id
+
+
 @needs_root
 @needs_inspect
 def test_every_log_reads_back_with_the_counts_of_its_evidence(runs, exported):
-    from onegc.rules.engine import judge
-
     out, stdout = exported
     logs = read_logs(out)
     assert len(logs) == 5 and stdout.count("wrote ") == 5  # pip_install+clean share one agent x task
-    samples = 0
     for name, log in logs.items():
-        assert log.status == "success" and log.eval.dataset.samples == len(log.samples)
-        assert log.eval.viewer.trust_content is False  # the agent's text is never rendered richly
-        for sample in log.samples:
-            samples += 1
-            run_dir = Path(sample.metadata["onegc"]["run_dir"])
-            verdict = judge(run_dir)
-            assert observed(sample) == expected(run_dir, verdict), (name, sample.id)
-            assert sample.scores["verdict"].value == verdict["status"] == sample.metadata["onegc"]["status"]
-            assert sample.id == f"r{sample.metadata['onegc']['rep']}"
-            # every event that names a row names a real one: its chain hash is the row's
-            for e in sample.events:
-                m = e.metadata or {}
-                if "h" in m:
-                    assert rows(run_dir, f"SELECT h FROM {m['table']} WHERE seq = {m['seq']}") == [(m["h"],)]
-                    assert e.event == EVENT_TYPE.get(m["table"], "info"), (m, e.event)
-                if e.event == "sandbox" and e.action == "exec":
-                    assert rows(run_dir, f"SELECT argv FROM execs WHERE seq = {m['seq']}") == [(shlex.split(e.cmd),)]
-            # the transcript in order: each tool call followed by its result
-            for i, msg in enumerate(sample.messages):
-                if msg.role == "tool":
-                    assert sample.messages[i - 1].tool_calls[0].id == msg.tool_call_id
-    assert samples == 6
+        check_round_trip(name, log)
+    assert sum(len(log.samples) for log in logs.values()) == 6
     both = next(log for log in logs.values() if log.eval.solver == "scripted-pip_install")
     assert [s.id for s in both.samples] == ["r1", "r2"]
     assert [s.scores["verdict"].value for s in both.samples] == ["disqualified", "accepted"]
@@ -236,6 +244,26 @@ def test_a_tampered_run_exports_only_its_verdict(runs_dir, tmp_path):
     verdict = sample.scores["verdict"]
     assert verdict.value == "tampered" and "journal/execs.jsonl" in verdict.explanation
     assert sample.messages == [] and [e.event for e in sample.events] == ["score", "score"]
+
+
+@needs_root
+@needs_inspect
+def test_rows_cited_from_tables_not_shown_become_events(runs_dir, tmp_path):
+    """A locked file edited in place: R1 cites a workspace file event and the snapshots,
+    neither shown otherwise; both are exported, each followed by its verdict marker."""
+    run = monitored(runs_dir, "sed -i 's/locked/open/' prepare.py")
+    res = cli("export", str(run), "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    ((name, log),) = read_logs(tmp_path).items()
+    check_round_trip(name, log)
+    (sample,) = log.samples
+    assert sample.scores["verdict"].value == "disqualified"
+    cited = {(e.metadata["table"], e.metadata["seq"]) for e in sample.events
+             if "R1 fail" in e.metadata.get("cited_by", [])}
+    assert {t for t, _ in cited} >= {"file_events", "snapshots"}
+    for i, e in enumerate(sample.events):
+        if (e.metadata or {}).get("cited_by"):
+            assert sample.events[i + 1].metadata["marker"] and sample.events[i + 1].metadata["seq"] == e.metadata["seq"]
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
