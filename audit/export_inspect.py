@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -247,7 +248,7 @@ def read_run(run_dir: Path) -> RunRecord:
 
 
 # -- building the log -----------------------------------------------------------------------------
-def _inspect() -> Any:
+def _inspect() -> SimpleNamespace:
     """The inspect_ai modules, or one line saying what to install."""
     try:
         import inspect_ai.event as event
@@ -257,13 +258,7 @@ def _inspect() -> Any:
         import inspect_ai.tool as tool
     except ImportError:
         raise MissingExtra("inspect-ai", "inspect", "exporting runs as Inspect logs") from None
-
-    class Ns:
-        pass
-
-    ns = Ns()
-    ns.event, ns.log, ns.model, ns.scorer, ns.tool = event, log, model, scorer, tool
-    return ns
+    return SimpleNamespace(event=event, log=log, model=model, scorer=scorer, tool=tool)
 
 
 def _when(t: float | None) -> datetime | None:
@@ -610,9 +605,8 @@ def build_log(ins: Any, recs: list[RunRecord]) -> EvalLog:
     first = recs[0]
     label, task = first.label, first.task
     ids = [f"r{r.run.get('rep')}" for r in recs]
-    dup = {i for i, n in Counter(ids).items() if n > 1}
-    ids = [str(r.run.get("run_id") or r.run_dir) + f" ({r.run_dir})" if i in dup else i for i, r in zip(ids, recs,
-                                                                                                      strict=True)]
+    dup = {i for i, n in Counter(ids).items() if n > 1}  # same agent x task x rep under two roots
+    ids = [f"{i} ({r.run_dir})" if i in dup else i for i, r in zip(ids, recs, strict=True)]
     samples = [build_sample(ins, r, i) for r, i in zip(recs, ids, strict=True)]
     starts = [r.run.get("started_at") for r in recs if r.run.get("started_at")]
     ends = [r.run.get("ended_at") for r in recs if r.run.get("ended_at")]

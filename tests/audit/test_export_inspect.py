@@ -2,6 +2,7 @@
 task, a sample per run, and every message, event and score accounted for against the run's
 sealed evidence; `inspect view` shows a disqualified sample's verdict and the act it cites."""
 
+import json
 import os
 import re
 import shlex
@@ -220,9 +221,12 @@ def test_imported_runs_export_marked_imported(exported):
 def test_json_logs_hold_the_same_as_eval_logs(runs, exported, tmp_path):
     out, _ = exported
     res = cli("export", str(runs / "scripted-pip_install" / "t6" / "r1"), "--format", "inspect", "--out",
-              str(tmp_path), "--log-format", "json")
+              str(tmp_path), "--log-format", "json", "--json")
     assert res.returncode == 0, res.stderr
+    (written,) = json.loads(res.stdout)
+    assert written["samples"] == 1 and written["statuses"] == {"disqualified": 1}
     (log,) = read_logs(tmp_path, "json").values()
+    assert Path(written["path"]).name == Path(log.location).name
     (sample,) = log.samples
     eval_log = next(log for log in read_logs(out).values() if log.eval.solver == "scripted-pip_install")
     same = eval_log.samples[0]
