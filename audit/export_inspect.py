@@ -544,7 +544,10 @@ def build_sample(ins: Any, rec: RunRecord, sample_id: str) -> EvalSample:
                                            metadata={"from": score_sources[name]},
                                            **base))
     exported = Counter(r.table for r in rows)
-    output = ins.model.ModelOutput.from_content(model=rec.model or "unknown", content=rec.final_text or "")
+    final = ins.model.ChatMessageAssistant(id=_uuid(run_id, "output"), content=rec.final_text or "",
+                                           model=rec.model)
+    output = ins.model.ModelOutput(model=rec.model or "unknown",
+                                   choices=[ins.model.ChatCompletionChoice(message=final, stop_reason="stop")])
     return ins.log.EvalSample(
         id=sample_id,
         epoch=1,

@@ -235,6 +235,18 @@ def test_json_logs_hold_the_same_as_eval_logs(runs, exported, tmp_path):
 
 @needs_root
 @needs_inspect
+def test_exporting_again_gives_the_same_logs(runs, exported, tmp_path):
+    out, _ = exported
+    res = cli("export", str(runs), "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    first, again = read_logs(out), read_logs(tmp_path)
+    assert list(first) == list(again)  # same file names
+    for name, log in first.items():
+        assert log.model_dump(exclude={"location", "etag"}) == again[name].model_dump(exclude={"location", "etag"})
+
+
+@needs_root
+@needs_inspect
 def test_a_tampered_run_exports_only_its_verdict(runs_dir, tmp_path):
     run = monitored(runs_dir, "echo hi > a.txt; /bin/true")
     journal = run / "journal" / "execs.jsonl"
