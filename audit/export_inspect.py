@@ -45,7 +45,7 @@ LOG_FORMATS = ("eval", "json")
 OWN_ROOTS = ("workspace", "scratch")
 WATCHDOG_KINDS = ("deadline", "sigterm", "sigkill", "survivor")
 WRITE_EVENTS = ("create", "modify", "close_write", "moved_to", "rescan_found")
-TEXT_CAP = 4000  # characters of a row's text in an event's data; the full row stays in the evidence
+TEXT_CAP = 4000  # characters of a text field in an info event's row dump (the transcript is never cut)
 
 
 class ExportError(OnegcError):
@@ -321,6 +321,18 @@ def _uuid(*parts: Any) -> str:
     return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:22]
 
 
+def _arguments(call: dict[str, Any]) -> dict[str, Any]:
+    return _jsonable(call["input"] if isinstance(call["input"], dict) else {"input": call["input"]})
+
+
+def _tool_error(ins: Any, call: dict[str, Any]) -> Any:
+    """A failed or refused call as Inspect's tool error (None when it completed)."""
+    if call["status"] not in ("error", "denied"):
+        return None
+    kind = "permission" if call["status"] == "denied" else "unknown"
+    return ins.tool.ToolCallError(kind, call["error"] or call["output"] or call["status"])
+
+
 def _event(ins: Any, rec: RunRecord, row: Row, base: dict[str, Any]) -> Event:
     """One evidence row as an Inspect event whose metadata names the row."""
     f = row.fields
@@ -334,15 +346,10 @@ def _event(ins: Any, rec: RunRecord, row: Row, base: dict[str, Any]) -> Event:
         return ins.event.SandboxEvent(action=action, file=f["path"], options={"event": f["event"], "root": f["root"]},
                                       **kw)
     if row.table == "tool_calls":
-        args = f["input"] if isinstance(f["input"], dict) else {"input": f["input"]}
-        error = None
-        if f["status"] in ("error", "denied"):
-            kind = "permission" if f["status"] == "denied" else "unknown"
-            error = ins.tool.ToolCallError(kind, _cap(f["error"] or f["output"] or f["status"]))
         kw["metadata"] = dict(row.ref, status=f["status"], exit_code=f["exit_code"], exec_seqs=f["exec_seqs"],
                               source=f["source"], line=f["line"])
-        return ins.event.ToolEvent(id=f["call_id"], function=f["tool"], arguments=_jsonable(args),
-                                   result=_cap(f["output"] or ""), error=error, completed=_when(f["ended_t"]),
+        return ins.event.ToolEvent(id=f["call_id"], function=f["tool"], arguments=_arguments(f),
+                                   result=f["output"] or "", error=_tool_error(ins, f), completed=_when(f["ended_t"]),
                                    message_id=_uuid(rec.run.get("run_id"), "tool-result", row.seq), **kw)
     data = {"act": _sentence(row), **({"cited_by": row.cited_by} if row.cited_by else {}), "row": _public(row)}
     return ins.event.InfoEvent(source=_source(row), data=data, **kw)
@@ -381,18 +388,13 @@ def _messages(ins: Any, rec: RunRecord) -> list[ChatMessage]:
                    "system": m.ChatMessageSystem}[f["role"]]
             out.append(cls(id=_uuid(run_id, "msg", row.seq), content=content, metadata=meta))
             continue
-        args = f["input"] if isinstance(f["input"], dict) else {"input": f["input"]}
-        call = ins.tool.ToolCall(id=f["call_id"], function=f["tool"], arguments=_jsonable(args))
+        call = ins.tool.ToolCall(id=f["call_id"], function=f["tool"], arguments=_arguments(f))
         out.append(m.ChatMessageAssistant(id=_uuid(run_id, "call", row.seq), content="", tool_calls=[call],
                                           metadata=meta))
         if f["status"] == "pending":  # no result ever arrived
             continue
-        error = None
-        if f["status"] in ("error", "denied"):
-            error = ins.tool.ToolCallError("permission" if f["status"] == "denied" else "unknown",
-                                           _cap(f["error"] or f["output"] or f["status"]))
-        out.append(m.ChatMessageTool(id=_uuid(run_id, "tool-result", row.seq), content=_cap(f["output"] or ""),
-                                     tool_call_id=f["call_id"], function=f["tool"], error=error,
+        out.append(m.ChatMessageTool(id=_uuid(run_id, "tool-result", row.seq), content=f["output"] or "",
+                                     tool_call_id=f["call_id"], function=f["tool"], error=_tool_error(ins, f),
                                      metadata=dict(meta, status=f["status"], exit_code=f["exit_code"])))
     return out
 
