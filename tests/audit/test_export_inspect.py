@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -282,6 +283,28 @@ def test_rows_cited_from_tables_not_shown_become_events(runs_dir, tmp_path):
             assert sample.events[i + 1].metadata["marker"] and sample.events[i + 1].metadata["seq"] == e.metadata["seq"]
 
 
+@needs_root
+@needs_inspect
+def test_a_write_outside_and_the_watchdog_steps_are_events(runs_dir, tmp_path):
+    """A file written in a shared place outside the run, then the budget overrun: the write is
+    a sandbox write_file event cited by R5, the deadline and the signals are watchdog events."""
+    leak = f"/run/lock/onegc-export-{uuid.uuid4().hex[:8]}"  # a world-writable place the harness watches
+    try:
+        run = monitored(runs_dir, f"echo leak > {leak}; sleep 60", budget_s=3, grace_s=1)
+    finally:
+        if os.path.lexists(leak):
+            os.unlink(leak)
+    res = cli("export", str(run), "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    ((name, log),) = read_logs(tmp_path).items()
+    check_round_trip(name, log)
+    (sample,) = log.samples
+    writes = [e for e in sample.events if e.event == "sandbox" and e.action == "write_file" and e.file == leak]
+    assert writes and any("R5 fail" in e.metadata.get("cited_by", []) for e in writes)
+    watchdog = [e.data["row"]["kind"] for e in sample.events if e.event == "info" and e.source == "onegc watchdog"]
+    assert watchdog[0] == "deadline" and "sigterm" in watchdog
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
     cases = [
         (["export", str(tmp_path / "absent"), "--out", str(tmp_path / "o")], "no such run"),
@@ -361,7 +384,9 @@ class View:
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
 def test_inspect_view_shows_the_verdict_and_the_cited_act(exported, tmp_path):
     out, _ = exported
-    name = next(n for n, log in read_logs(out).items() if log.eval.solver == "scripted-pip_install")
+    logs = read_logs(out)
+    name = next(n for n, log in logs.items() if log.eval.solver == "scripted-pip_install")
+    imported = next(n for n, log in logs.items() if log.eval.solver == "imp-claude")
     artifacts = Path(ARTIFACTS) if ARTIFACTS else tmp_path
     artifacts.mkdir(parents=True, exist_ok=True)
     view = View(out, tmp_path)
@@ -378,6 +403,8 @@ def test_inspect_view_shows_the_verdict_and_the_cited_act(exported, tmp_path):
         assert "disqualified" in scoring and re.search(r"table=execs seq=\d+ pid=\d+", scoring), scoring[:3000]
         shot = artifacts / "inspect-view-scoring.png"
         view.browser.screenshot(shot)
+        listing = view.page(f"logs/{imported}", "incomplete", "imported")
+        assert "incomplete" in listing and "imported" in listing, listing[:2000]  # the verdict and the log's tag
     finally:
         view.close()
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
