@@ -256,9 +256,10 @@ def _inspect() -> SimpleNamespace:
         import inspect_ai.model as model
         import inspect_ai.scorer as scorer
         import inspect_ai.tool as tool
+        import inspect_ai.viewer as viewer
     except ImportError:
         raise MissingExtra("inspect-ai", "inspect", "exporting runs as Inspect logs") from None
-    return SimpleNamespace(event=event, log=log, model=model, scorer=scorer, tool=tool)
+    return SimpleNamespace(event=event, log=log, model=model, scorer=scorer, tool=tool, viewer=viewer)
 
 
 def _when(t: float | None) -> datetime | None:
@@ -472,14 +473,19 @@ def _input(rec: RunRecord) -> str:
     return "(no record of how the agent was started)"
 
 
-def _target(task: str) -> str:
+def _task_spec(task: str) -> Any:
+    """The task's registry entry, or None for a task it does not know (test tasks)."""
     from onegc.tasks import registry
 
     try:
-        spec = registry.get_task(task)
+        return registry.get_task(task)
     except OnegcError:
-        return ""
-    return f"{spec.metric} ({spec.direction} is better) on the {spec.eval_split} split"
+        return None
+
+
+def _target(task: str) -> str:
+    spec = _task_spec(task)
+    return f"{spec.metric} ({spec.direction} is better) on the {spec.eval_split} split" if spec else ""
 
 
 def _metadata(rec: RunRecord, exported: Counter) -> dict[str, Any]:
@@ -627,13 +633,14 @@ def build_log(ins: Any, recs: list[RunRecord]) -> EvalLog:
         "preset": {"cli": preset.cli, "model": preset.model, "provider": preset.provider,
                    "description": preset.description} if preset else None,
     })}
+    task_spec = _task_spec(task)
     spec = ins.log.EvalSpec(
         eval_id=eval_id,
         run_id=eval_id,
         created=created,
         task=task,
         task_id=_uuid("task", task),
-        task_display_name=_task_title(task),
+        task_display_name=f"{task_spec.id} {task_spec.title}" if task_spec else None,
         solver=label,
         solver_args=spec_meta["onegc"]["preset"],
         tags=["onegc-audit", *(["imported"] if imported else [])],
@@ -671,28 +678,17 @@ def _viewer(ins: Any, task: str) -> Any:
     """The sample list shows each run's verdict (coloured) and official score; everything the
     agent wrote is shown as plain text (the agent is an adversary: no rich rendering, no
     links, invisible characters made visible)."""
-    from inspect_ai.viewer import TaskSamplesColumn, TaskSamplesView, ViewerConfig
-
+    v = ins.viewer
     direction = task_direction(task)
     palette = {"lower": "good-low", "higher": "good-high"}.get(direction or "", "neutral")
-    view = TaskSamplesView(
+    view = v.TaskSamplesView(
         name="onegc verdicts",
-        columns=[TaskSamplesColumn(id="sampleId"), TaskSamplesColumn.score("verdict"),
-                 TaskSamplesColumn.score("official"), TaskSamplesColumn(id="input", visible=False),
-                 TaskSamplesColumn(id="duration")],
+        columns=[v.TaskSamplesColumn(id="sampleId"), v.TaskSamplesColumn.score("verdict"),
+                 v.TaskSamplesColumn.score("official"), v.TaskSamplesColumn(id="input", visible=False),
+                 v.TaskSamplesColumn(id="duration")],
         score_color_scales={"verdict": VERDICT_COLOURS, "official": palette},
     )
-    return ViewerConfig(trust_content=False, task_samples_view=view)
-
-
-def _task_title(task: str) -> str | None:
-    from onegc.tasks import registry
-
-    try:
-        spec = registry.get_task(task)
-    except OnegcError:
-        return None
-    return f"{spec.id} {spec.title}"
+    return v.ViewerConfig(trust_content=False, task_samples_view=view)
 
 
 def _file_name(log: EvalLog, label: str, task: str, ext: str) -> str:
