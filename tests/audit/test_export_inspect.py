@@ -353,9 +353,8 @@ class View:
         while subprocess.run([*self.ns, "ip", "link", "set", "lo", "up"], capture_output=True).returncode:
             assert time.monotonic() < deadline, "no network namespace"
             time.sleep(0.1)
-        inspect_bin = str(Path(sys.executable).parent / "inspect")
-        self.server = subprocess.Popen([*self.ns, inspect_bin, "view", "--log-dir", str(logs), "--host", "127.0.0.1",
-                                        "--port", str(self.PORT)], stdout=subprocess.DEVNULL,
+        self.server = subprocess.Popen([*self.ns, sys.executable, "-m", "inspect_ai", "view", "--log-dir", str(logs),
+                                        "--host", "127.0.0.1", "--port", str(self.PORT)], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
         probe = [*self.ns, "bash", "-c", f"echo > /dev/tcp/127.0.0.1/{self.PORT}"]
         deadline = time.monotonic() + 60
@@ -382,6 +381,8 @@ class View:
 @needs_root
 @needs_inspect
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(not all(map(shutil.which, ("unshare", "nsenter", "ip"))),
+                    reason="unshare, nsenter and ip are needed for a loopback-only network namespace")
 def test_inspect_view_shows_the_verdict_and_the_cited_act(exported, tmp_path):
     out, _ = exported
     logs = read_logs(out)
