@@ -7,6 +7,7 @@ import base64
 import fcntl
 import json
 import os
+import select
 import shutil
 import subprocess
 import time
@@ -59,6 +60,8 @@ class Browser:
                     if "error" in reply:
                         raise RuntimeError(f"{method}: {reply['error']}")
                     return reply.get("result", {})
+            if not select.select([self._r], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                break
             chunk = os.read(self._r, 1 << 20)
             if not chunk:
                 raise RuntimeError("chromium closed the pipe")
@@ -75,7 +78,7 @@ class Browser:
                                              "returnByValue": True})
         return res.get("result", {}).get("value") or ""
 
-    def wait_for(self, *needles: str, timeout: float = 60) -> str:
+    def wait_for(self, *needles: str, timeout: float = 120) -> str:
         """The page's text, lower-cased (CSS may upper-case it), once every needle is in it
         (or the last text seen, at timeout)."""
         deadline = time.monotonic() + timeout

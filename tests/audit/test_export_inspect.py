@@ -347,29 +347,40 @@ class View:
     PORT = 7575
 
     def __init__(self, logs: Path, scratch: Path) -> None:
-        self.holder = subprocess.Popen(["unshare", "-n", "sleep", "600"])
-        self.ns = ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net"]
+        self.holder = subprocess.Popen(["unshare", "-n", "sleep", "900"])
+        self.server: subprocess.Popen | None = None
+        self.browser: Browser | None = None
+        try:
+            self._start(logs, scratch)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, logs: Path, scratch: Path) -> None:
+        ns = ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net"]
         deadline = time.monotonic() + 10
-        while subprocess.run([*self.ns, "ip", "link", "set", "lo", "up"], capture_output=True).returncode:
+        while subprocess.run([*ns, "ip", "link", "set", "lo", "up"], capture_output=True).returncode:
             assert time.monotonic() < deadline, "no network namespace"
             time.sleep(0.1)
-        self.server = subprocess.Popen([*self.ns, sys.executable, "-m", "inspect_ai", "view", "--log-dir", str(logs),
+        self.server = subprocess.Popen([*ns, sys.executable, "-m", "inspect_ai", "view", "--log-dir", str(logs),
                                         "--host", "127.0.0.1", "--port", str(self.PORT)], stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-        probe = [*self.ns, "bash", "-c", f"echo > /dev/tcp/127.0.0.1/{self.PORT}"]
-        deadline = time.monotonic() + 60
+                                       stderr=open(scratch / "inspect-view.log", "w"))
+        probe = [*ns, "bash", "-c", f"echo > /dev/tcp/127.0.0.1/{self.PORT}"]
+        deadline = time.monotonic() + 180
         while subprocess.run(probe, capture_output=True).returncode:
-            assert time.monotonic() < deadline and self.server.poll() is None, "inspect view did not start"
+            assert self.server.poll() is None, (scratch / "inspect-view.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "inspect view did not start listening"
             time.sleep(0.5)
-        self.browser = Browser(scratch / "profile", self.ns)
+        self.browser = Browser(scratch / "profile", ns)
 
     def page(self, route: str, *needles: str) -> str:
         self.browser.open(f"http://127.0.0.1:{self.PORT}/#/{route}")
         return self.browser.wait_for(*needles)
 
     def close(self) -> None:
-        self.browser.close()
-        for proc in (self.server, self.holder):
+        if self.browser is not None:
+            self.browser.close()
+        for proc in (p for p in (self.server, self.holder) if p is not None):
             proc.terminate()
             try:
                 proc.wait(timeout=10)
