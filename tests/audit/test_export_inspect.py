@@ -362,9 +362,12 @@ class View:
         while subprocess.run([*ns, "ip", "link", "set", "lo", "up"], capture_output=True).returncode:
             assert time.monotonic() < deadline, "no network namespace"
             time.sleep(0.1)
+        # its own data dir: `inspect view` terminates whatever pid its port file names (another
+        # user's viewer, or a recycled pid), and that file lives in the user's data dir
+        env = {**os.environ, "XDG_DATA_HOME": str(scratch / "xdg-data")}
         self.server = subprocess.Popen([*ns, sys.executable, "-m", "inspect_ai", "view", "--log-dir", str(logs),
                                         "--host", "127.0.0.1", "--port", str(self.PORT)], stdout=subprocess.DEVNULL,
-                                       stderr=open(scratch / "inspect-view.log", "w"))
+                                       stderr=open(scratch / "inspect-view.log", "w"), env=env)
         probe = [*ns, "bash", "-c", f"echo > /dev/tcp/127.0.0.1/{self.PORT}"]
         deadline = time.monotonic() + 180
         while subprocess.run(probe, capture_output=True).returncode:
