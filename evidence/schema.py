@@ -109,8 +109,16 @@ TABLES: tuple[Table, ...] = (
                 "The code an interpreter ran: the #! script itself, or the file given to python/sh/bash/"
                 "perl (`python x.py`); NULL otherwise.",
             ),
+            Column(
+                "args",
+                "VARCHAR[]",
+                "The arguments the program (or script) itself got: argv after argv[0], after the "
+                "loader's own options and program, or after an interpreter's options and script.",
+            ),
             Column("exe", "VARCHAR", "/proc/PID/exe once the program ran (the binary the kernel runs), or NULL."),
-            Column("sha256", "VARCHAR", "Content hash of the script, else of the program file."),
+            Column(
+                "sha256", "VARCHAR", "Content hash of the script (when it could be opened), else of the program file."
+            ),
             Column("inode", "VARCHAR", "device:inode of that file."),
             Column(
                 "same_as",
@@ -215,6 +223,12 @@ TABLES: tuple[Table, ...] = (
             Column("mode", "INTEGER", "st_mode permission bits."),
             Column("uid", "BIGINT", "Owner uid."),
             Column("sha256", "VARCHAR", "Content hash (files), link target (symlinks), NULL for dirs."),
+            Column(
+                "library",
+                "VARCHAR",
+                "The installed distribution ('name version') whose RECORD lists a file with these "
+                "bytes (files of 256 bytes or more), else NULL: library code, not the agent's.",
+            ),
             *_tail(),
         ),
     ),

@@ -156,8 +156,9 @@ class Target:
             os.close(fd)
 
 
-def loader_program(argv: list[str]) -> str | None:
-    """The program ld.so is asked to load: its first argument that is not a loader option."""
+def loader_program(argv: list[str]) -> int | None:
+    """Index in argv of the program ld.so is asked to load: its first argument that is not a
+    loader option."""
     i = 1
     while i < len(argv):
         a = argv[i]
@@ -167,13 +168,13 @@ def loader_program(argv: list[str]) -> str | None:
         if a.startswith("--"):
             i += 1
             continue
-        return a
+        return i
     return None
 
 
-def interpreter_script(interp: str, argv: list[str]) -> str | None:
-    """The script file an interpreter was started on (`python x.py`, `bash x.sh`), or None
-    (`-c`, `-m`, an interactive start)."""
+def interpreter_script(interp: str, argv: list[str]) -> int | None:
+    """Index in argv of the script file an interpreter was started on (`python x.py`,
+    `bash x.sh`), or None (`-c`, `-m`, an interactive start)."""
     name = os.path.basename(interp)
     if not (PYTHON.match(name) or name in SHELLS):
         return None
@@ -181,7 +182,7 @@ def interpreter_script(interp: str, argv: list[str]) -> str | None:
     while i < len(argv):
         a = argv[i]
         if a == "--":
-            return argv[i + 1] if i + 1 < len(argv) else None
+            return i + 1 if i + 1 < len(argv) else None
         if a in ("-c", "-m", "-e", "--eval", "--command") or (a.startswith("-c") and PYTHON.match(name)):
             return None
         if a in PY_OPTS_WITH_ARG or (name in SHELLS and a in ("-o", "-O", "+o")):
@@ -190,7 +191,7 @@ def interpreter_script(interp: str, argv: list[str]) -> str | None:
         if a.startswith(("-", "+")) and a != "-":
             i += 1
             continue
-        return a if a != "-" else None
+        return i if a != "-" else None
     return None
 
 

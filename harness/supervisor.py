@@ -220,20 +220,20 @@ class Supervisor:
         dirfd = ctypes_int(n.args[0]) if syscall == "execveat" else sc.AT_FDCWD
         empty = syscall == "execveat" and bool(n.args[4] & sc.AT_EMPTY_PATH)
         fd, program, via = target.open(path, dirfd, empty)
-        script = None
+        script, args = None, argv[1:]
         if fd is not None and rs.LOADER.match(os.path.basename(program)):
-            loaded = rs.loader_program(argv)
-            if loaded is not None:  # ld.so runs argv[1]: that is the program started
+            at = rs.loader_program(argv)
+            if at is not None:  # ld.so runs the program it is given: that is what started
                 os.close(fd)
-                fd, program, _ = target.open(loaded)
-                via = "loader"
+                fd, program, _ = target.open(argv[at])
+                via, args = "loader", argv[at + 1 :]
         if fd is not None:
             if rs.shebang(fd) is not None:
                 via, script = via or "interpreter", program
             else:
-                named = rs.interpreter_script(program, argv)
-                if named is not None:
-                    script = target.absolute(named)
+                at = rs.interpreter_script(program, [program, *args])
+                if at is not None:
+                    script, args = target.absolute(args[at - 1]), args[at:]
                     sfd = rs.open_in_root(n.tid, script)
                     if sfd is not None:
                         os.close(fd)
@@ -257,6 +257,7 @@ class Supervisor:
             program=program if fd is not None else None,
             via=via,
             script=script,
+            args=args,
             in_run=in_run,
         )
         earlier = self.pending.pop(pid, None)
