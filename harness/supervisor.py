@@ -40,6 +40,9 @@ FILE_NRS = {sc.NR[name]: name for name in sc.FILE_OPS if name in sc.NR}
 AT_SYMLINK_NOFOLLOW = 0x100
 SYSTEM_BIN = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 HASH_LIMIT = 256 << 20
+POLL_MS = 100
+"""Process events are drained at least this often: the socket buffer holds the whole
+machine's events, so a run without syscalls must not let it overflow."""
 
 
 def _status(tid: int) -> dict[str, str]:
@@ -160,7 +163,8 @@ class Supervisor:
         self.procs = Journal(journal_path(run_dir, "processes"), "processes", flush_every_s=1.0)
         self.file_ops = Journal(journal_path(run_dir, "file_ops"), "file_ops", flush_every_s=1.0)
         self.counts: Counter[str] = Counter()
-        self.pending: dict[int, PendingExec] = {}
+        self.pending: dict[int, list[PendingExec]] = {}
+        """Exec calls per process, in call order, whose outcome the kernel has not told yet."""
         self.cgroup = pe.cgroup_of(root_pid) if root_pid else None
         self.lineage = pe.Lineage(root_pid, pe.cgroup_procs_file(self.cgroup)) if root_pid else None
         self.connector: pe.Connector | None = None
@@ -260,10 +264,9 @@ class Supervisor:
             args=args,
             in_run=in_run,
         )
-        earlier = self.pending.pop(pid, None)
-        if earlier is not None:  # the same process calls exec again: its earlier call failed
-            self._finish(earlier, "refused", None)
-        self.pending[pid] = PendingExec(fields, fd, time.time(), time.monotonic())
+        # Taken before the reply: later than the kernel's event of any earlier exec of this
+        # process, earlier than the event of this one (see proc_events).
+        self.pending.setdefault(pid, []).append(PendingExec(fields, fd, time.time(), time.monotonic()))
         self.counts["execs"] += 1
         return None
 
@@ -369,23 +372,28 @@ class Supervisor:
         )
 
     def proc_events(self) -> None:
-        """Everything the kernel has queued about processes: lineage, exec outcomes."""
+        """Everything the kernel has queued about processes: lineage, exec outcomes.
+
+        Drained after each reply and at least every POLL_MS, never on the path of a caller. An
+        EXEC event at time ts is the start asked by the latest pending call of that process made
+        before ts (calls are timed before their reply); its earlier calls were refused. An exit
+        refuses every call made before it."""
         if self.connector is None or self.lineage is None:
             return
         lost = self.connector.overruns
         for ev in self.connector.drain():
             if not self.lineage.feed(ev):
                 continue
-            exe = None
-            if ev.what == "exec":
-                exe = _readlink(f"/proc/{ev.pid}/exe")
-                p = self.pending.pop(ev.pid, None)
-                if p is not None:
-                    self._finish(p, "started", exe)
-            elif ev.what == "exit":
-                p = self.pending.pop(ev.pid, None)
-                if p is not None:
-                    self._finish(p, "refused", None)
+            exe = _readlink(f"/proc/{ev.pid}/exe") if ev.what == "exec" else None
+            calls = self.pending.get(ev.pid)
+            if calls and ev.what in ("exec", "exit"):
+                before = [c for c in calls if c.mono < ev.mono]
+                for i, c in enumerate(before):
+                    started = ev.what == "exec" and i == len(before) - 1
+                    self._finish(c, "started" if started else "refused", exe if started else None)
+                calls[: len(before)] = []
+                if not calls:
+                    del self.pending[ev.pid]
             self.procs.write(
                 t=time.time() - (time.monotonic() - ev.mono), mono=ev.mono, event=ev.what, pid=ev.pid,
                 ppid=ev.ppid, exe=exe, status=ev.status,
@@ -393,25 +401,28 @@ class Supervisor:
             self.counts[f"proc_{ev.what}s"] += 1
         if self.connector.overruns > lost:
             self.lineage.resync()
-            for pid in list(self.pending):  # their outcome may have been among the lost events
-                self._finish(self.pending.pop(pid), "unknown", None)
+            self._finish_all("unknown")  # their outcome may have been among the lost events
+
+    def _finish_all(self, outcome: str) -> None:
+        for pid in list(self.pending):
+            for c in self.pending.pop(pid):
+                self._finish(c, outcome, None)
 
     def serve(self) -> None:
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
-        if self.connector is not None:
-            poller.register(self.connector.fileno(), select.POLLIN)
         while True:
             events = poller.poll(0)
             if not events:  # idle: what was journaled reaches the OS before we wait
                 for j in (self.execs, self.net, self.procs, self.file_ops):
                     j.flush()
-                events = poller.poll()
-            mine = [ev for fd, ev in events if fd == self.fd]
-            self.proc_events()  # before any notification: what happened before it is known
-            if not mine:
+                events = poller.poll(POLL_MS if self.connector is not None else None)
+            if not events:
+                self.proc_events()
                 continue
-            if mine[0] & (select.POLLHUP | select.POLLERR) and not mine[0] & select.POLLIN:
+            if any(ev & (select.POLLHUP | select.POLLERR) for _, ev in events) and not any(
+                ev & select.POLLIN for _, ev in events
+            ):
                 return  # no process uses the filter any more
             n = sc.receive(self.fd)
             if n is None:
@@ -425,6 +436,7 @@ class Supervisor:
             if record is not None:
                 journal, fields = record
                 journal.write(**fields)
+            self.proc_events()
 
     def finish_pending(self, wait_s: float = 2.0) -> None:
         """At the end: the last process events arrive, then every exec has its outcome."""
@@ -435,8 +447,7 @@ class Supervisor:
         if self.connector is not None:
             self.proc_events()
             self.counts["proc_events_lost"] = self.connector.overruns
-        for pid in list(self.pending):
-            self._finish(self.pending.pop(pid), "unknown", None)
+        self._finish_all("unknown")
 
     def close(self) -> None:
         for j in (self.execs, self.net, self.procs, self.file_ops):
