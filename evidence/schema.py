@@ -115,7 +115,12 @@ TABLES: tuple[Table, ...] = (
                 "The arguments the program (or script) itself got: argv after argv[0], after the "
                 "loader's own options and program, or after an interpreter's options and script.",
             ),
-            Column("exe", "VARCHAR", "/proc/PID/exe once the program ran (the binary the kernel runs), or NULL."),
+            Column(
+                "exe",
+                "VARCHAR",
+                "/proc/PID/exe once the program ran (the binary the kernel runs: the interpreter of a "
+                "script, ld.so for the loader), or NULL when the process had already ended.",
+            ),
             Column(
                 "sha256", "VARCHAR", "Content hash of the script (when it could be opened), else of the program file."
             ),
