@@ -23,6 +23,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -168,6 +169,7 @@ class Supervisor:
         self.cgroup = pe.cgroup_of(root_pid) if root_pid else None
         self.lineage = pe.Lineage(root_pid, pe.cgroup_procs_file(self.cgroup)) if root_pid else None
         self.connector: pe.Connector | None = None
+        self.stop = threading.Event()
         if root_pid:
             try:
                 self.connector = pe.Connector()
@@ -411,12 +413,12 @@ class Supervisor:
     def serve(self) -> None:
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
-        while True:
+        while not self.stop.is_set():  # set when the harness died: the tree dies with it
             events = poller.poll(0)
             if not events:  # idle: what was journaled reaches the OS before we wait
                 for j in (self.execs, self.net, self.procs, self.file_ops):
                     j.flush()
-                events = poller.poll(POLL_MS if self.connector is not None else None)
+                events = poller.poll(POLL_MS)
             if not events:
                 self.proc_events()
                 continue
@@ -464,7 +466,11 @@ def ctypes_int(value: int) -> int:
 
 def main() -> None:
     run_dir, ctl_fd, ack_fd, parent = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    sup_stop = threading.Event()
+    # Not SIGKILL: exec records wait for the kernel's word on their outcome, and those still
+    # waiting when the harness dies must reach the journal (with outcome unknown) first.
+    signal.signal(signal.SIGUSR1, lambda *_: sup_stop.set())
+    prctl(PR_SET_PDEATHSIG, signal.SIGUSR1)
     if os.getppid() != parent:
         sys.exit(1)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the harness ends us by the tree emptying
@@ -477,9 +483,10 @@ def main() -> None:
     os.close(ctl_fd)
     os.close(ack_fd)
     print(json.dumps({"ready": True}), flush=True)
+    sup.stop = sup_stop
     try:
         sup.serve()
-        sup.finish_pending()
+        sup.finish_pending(wait_s=0.2 if sup_stop.is_set() else 2.0)
     finally:
         sup.close()
         print(json.dumps({"counts": dict(sup.counts)}), flush=True)
