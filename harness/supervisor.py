@@ -143,6 +143,31 @@ class ProgramIndex:
         return None
 
 
+def loader_identities() -> dict[str, set]:
+    """Inodes, sizes and hashes of the system's dynamic loaders (ld-linux*.so*, ld-musl*)."""
+    out: dict[str, set] = {"inodes": set(), "sizes": set(), "sha256": set()}
+    for d in ("/lib64", "/lib", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu",
+              "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu"):
+        try:
+            names = [n for n in os.listdir(d) if rs.LOADER.match(n)]
+        except OSError:
+            continue
+        for name in names:
+            try:
+                st = os.stat(os.path.join(d, name))
+                fd = os.open(os.path.join(d, name), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                digest = _hash_fd(fd)
+            finally:
+                os.close(fd)
+            out["inodes"].add((st.st_dev, st.st_ino))
+            out["sizes"].add(st.st_size)
+            out["sha256"].add(digest)
+    return out
+
+
 def _hash_fd(fd: int) -> str | None:
     h = hashlib.sha256()
     off = 0
@@ -176,6 +201,7 @@ class Supervisor:
             except OSError:
                 self.counts["proc_connector_unavailable"] += 1
         self.programs = ProgramIndex([str(Path(sys.executable).parent), *SYSTEM_BIN])
+        self.loaders = loader_identities()
         workspace, locked = locked_files(run_dir)
         self.locked: dict[tuple, str] = {}
         for rel in locked:
@@ -186,6 +212,16 @@ class Supervisor:
                 continue
             self.locked[(st.st_dev, st.st_ino)] = rel
             self.locked[(parent.st_dev, parent.st_ino, os.path.basename(full))] = rel
+
+    def is_loader(self, fd: int) -> bool:
+        """The dynamic loader, under any name or path: by inode, or by size and then content."""
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return False
+        if (st.st_dev, st.st_ino) in self.loaders["inodes"]:
+            return True
+        return st.st_size in self.loaders["sizes"] and self.programs.digest(fd, st) in self.loaders["sha256"]
 
     def in_run(self, tid: int) -> bool | None:
         if self.cgroup is None:
@@ -227,7 +263,7 @@ class Supervisor:
         empty = syscall == "execveat" and bool(n.args[4] & sc.AT_EMPTY_PATH)
         fd, program, via = target.open(path, dirfd, empty)
         script, args = None, argv[1:]
-        if fd is not None and rs.LOADER.match(os.path.basename(program)):
+        if fd is not None and self.is_loader(fd):
             at = rs.loader_program(argv)
             if at is not None:  # ld.so runs the program it is given: that is what started
                 os.close(fd)

@@ -64,6 +64,12 @@ STARTS = {
         "fd",
     ),
     "loader": ("os.execv('/lib64/ld-linux-x86-64.so.2', ['ld.so', '/usr/bin/env', 'true'])", "/usr/bin/env", "loader"),
+    "renamed-loader": (
+        "import shutil; shutil.copy('/lib64/ld-linux-x86-64.so.2', 'rt'); os.chmod('rt', 0o755); "
+        "os.execv('./rt', ['rt', '/usr/bin/env', 'true'])",
+        "/usr/bin/env",
+        "loader",
+    ),
     "loader-with-options": (
         "os.execv('/lib64/ld-linux-x86-64.so.2', ['ld.so', '--argv0', 'y', '/usr/bin/env', 'true'])",
         "/usr/bin/env",

@@ -123,6 +123,13 @@ PLANTS: dict[str, Plant] = {
         lambda o: "/lib64/ld-linux-x86-64.so.2 /usr/bin/chmod 666 prepare.py; true",
         lambda row: row["table_name"] == "file_ops" and row["path"].endswith("/workspace/prepare.py"),
     ),
+    "R1-renamed-loader-chmod": Plant(
+        "R1",
+        "attempt",
+        lambda o: "cp /lib64/ld-linux-x86-64.so.2 ./rt && ./rt /usr/bin/chmod 666 prepare.py; true",
+        lambda row: row["table_name"] == "execs" and row["argv"][:2] == ["./rt", "/usr/bin/chmod"]
+        and "(chmod run as rt)" in row["sentence"],
+    ),
     "R1-renamed-chmod": Plant(
         "R1",
         "attempt",
