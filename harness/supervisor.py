@@ -253,6 +253,15 @@ class Supervisor:
             mem.close()
 
     def _exec(self, n: sc.Notification, mem: sc.ProcMem) -> tuple[Journal, dict] | None:
+        opened: list[int] = []  # closed here if reading the target fails half-way
+        try:
+            return self._exec_call(n, mem, opened)
+        except OSError:
+            for fd in opened:
+                os.close(fd)
+            raise
+
+    def _exec_call(self, n: sc.Notification, mem: sc.ProcMem, opened: list[int]) -> tuple[Journal, dict] | None:
         syscall = EXEC_NRS[n.nr]
         path_arg, argv_arg = (n.args[0], n.args[1]) if syscall == "execve" else (n.args[1], n.args[2])
         path = mem.cstring(path_arg) if path_arg else ""
@@ -262,12 +271,14 @@ class Supervisor:
         dirfd = ctypes_int(n.args[0]) if syscall == "execveat" else sc.AT_FDCWD
         empty = syscall == "execveat" and bool(n.args[4] & sc.AT_EMPTY_PATH)
         fd, program, via = target.open(path, dirfd, empty)
+        opened += [fd] if fd is not None else []
         script, args = None, argv[1:]
         if fd is not None and self.is_loader(fd):
             at = rs.loader_program(argv)
             if at is not None:  # ld.so runs the program it is given: that is what started
-                os.close(fd)
+                os.close(opened.pop())
                 fd, program, _ = target.open(argv[at])
+                opened += [fd] if fd is not None else []
                 via, args = "loader", argv[at + 1 :]
         if fd is not None:
             if rs.shebang(fd) is not None:
@@ -278,12 +289,13 @@ class Supervisor:
                     script, args = target.absolute(args[at - 1]), args[at:]
                     sfd = rs.open_in_root(n.tid, script)
                     if sfd is not None:
-                        os.close(fd)
+                        os.close(opened.pop())
                         fd = sfd
+                        opened.append(fd)
         in_run = self.in_run(n.tid)
         if not sc.id_valid(self.fd, n.id):
-            if fd is not None:
-                os.close(fd)
+            for f in opened:
+                os.close(f)
             self.counts["target_gone"] += 1
             return None
         pid = int(status.get("Tgid", n.tid))
