@@ -192,6 +192,8 @@ class Supervisor:
         self.pending: dict[int, list[PendingExec]] = {}
         """Exec calls per process, in call order, whose outcome the kernel has not told yet."""
         self.cgroup = pe.cgroup_of(root_pid) if root_pid else None
+        if self.cgroup == pe.cgroup_of(os.getpid()):  # the launcher has no cgroup of its own: membership unknown
+            self.cgroup = None
         self.lineage = pe.Lineage(root_pid, pe.cgroup_procs_file(self.cgroup)) if root_pid else None
         self.connector: pe.Connector | None = None
         self.stop = threading.Event()
