@@ -50,6 +50,8 @@ ABSENT_TABLES = (
     "sensor_health",
     "exec_attribution",
     "proxy_connections",
+    "processes",
+    "file_ops",
 )
 DETECT_LINES = 200
 MAX_DETECT_BYTES = 256 * 1024

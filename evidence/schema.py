@@ -81,8 +81,96 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "probe",
                 "BOOLEAN",
-                "True when the program did not exist: a failed PATH probe, not a real start.",
+                "True only when the kernel refused the start (a failed PATH probe, a file that is "
+                "not executable): outcome = refused.",
             ),
+            Column(
+                "outcome",
+                "VARCHAR",
+                "started (the kernel's own exec event followed), refused (the process went on or "
+                "exited without one), or unknown (process events were lost; judged by whether the file existed).",
+            ),
+            Column(
+                "program",
+                "VARCHAR",
+                "The file really started, resolved in the caller's own world: the target of "
+                "/proc/self/fd/N, /dev/fd/N or an execveat fd, the program the dynamic loader was given, "
+                "else the path. NULL when it did not exist.",
+            ),
+            Column(
+                "via",
+                "VARCHAR",
+                "How the start reached the program: fd (an open file descriptor), execveat (a path "
+                "relative to a directory fd), loader (ld.so running it), interpreter (a #! script), or NULL.",
+            ),
+            Column(
+                "script",
+                "VARCHAR",
+                "The code an interpreter ran: the #! script itself, or the file given to python/sh/bash/"
+                "perl (`python x.py`); NULL otherwise.",
+            ),
+            Column(
+                "args",
+                "VARCHAR[]",
+                "The arguments the program (or script) itself got: argv after argv[0], after the "
+                "loader's own options and program, or after an interpreter's options and script.",
+            ),
+            Column(
+                "exe",
+                "VARCHAR",
+                "/proc/PID/exe once the program ran (the binary the kernel runs: the interpreter of a "
+                "script, ld.so for the loader), or NULL when the process had already ended.",
+            ),
+            Column(
+                "sha256", "VARCHAR", "Content hash of the script (when it could be opened), else of the program file."
+            ),
+            Column("inode", "VARCHAR", "device:inode of that file."),
+            Column(
+                "same_as",
+                "VARCHAR",
+                "A program of the system (the interpreter's bin folder, /usr/bin, ...) with the same "
+                "content, when the file started is a copy under another name or place; else NULL.",
+            ),
+            Column(
+                "in_run",
+                "BOOLEAN",
+                "The caller belonged to the run's cgroup when it made the call (seccomp blocks it "
+                "while it is read). Only rows of the run are evidence about it.",
+            ),
+            *_tail(),
+        ),
+    ),
+    Table(
+        "processes",
+        "The kernel's process events (proc connector) for the run's tree, followed by fork "
+        "lineage from the launcher: every fork (also those that never exec, such as a "
+        "subshell), exec and exit, with parent and kernel time.",
+        (
+            *_chain(),
+            Column("event", "VARCHAR", "fork, exec or exit."),
+            Column("pid", "BIGINT", "The process (host view); the child for a fork."),
+            Column("ppid", "BIGINT", "Parent at fork (the forking process), else -1."),
+            Column("exe", "VARCHAR", "For exec: /proc/PID/exe read at once (NULL when already gone)."),
+            Column("status", "BIGINT", "For exit: the wait status."),
+            *_tail(),
+        ),
+    ),
+    Table(
+        "file_ops",
+        "Calls of the run's processes that would change a locked file (chmod, chown, truncate, "
+        "rename or link onto or from it, unlink, utime), whatever the program, seen through "
+        "seccomp before the kernel decided: each is an attempt, refused or not.",
+        (
+            *_chain(),
+            Column("pid", "BIGINT", "Process id (host view)."),
+            Column("tid", "BIGINT", "Thread id."),
+            Column("ppid", "BIGINT", "Parent process id, or -1."),
+            Column("syscall", "VARCHAR", "chmod, fchmodat, rename, unlinkat, utimensat, ..."),
+            Column("path", "VARCHAR", "The path as the caller named it, made absolute in its own view."),
+            Column("locked", "VARCHAR", "The locked file concerned (relative to the workspace)."),
+            Column("argv", "VARCHAR[]", "Command line of the process."),
+            Column("exe", "VARCHAR", "Executable of the process."),
+            Column("in_run", "BOOLEAN", "The caller belonged to the run's cgroup."),
             *_tail(),
         ),
     ),
@@ -102,6 +190,7 @@ TABLES: tuple[Table, ...] = (
             Column("port", "INTEGER", "Destination port."),
             Column("argv", "VARCHAR[]", "Command line of the process."),
             Column("exe", "VARCHAR", "Executable of the process."),
+            Column("in_run", "BOOLEAN", "The caller belonged to the run's cgroup when it made the call."),
             *_tail(),
         ),
     ),
@@ -139,6 +228,12 @@ TABLES: tuple[Table, ...] = (
             Column("mode", "INTEGER", "st_mode permission bits."),
             Column("uid", "BIGINT", "Owner uid."),
             Column("sha256", "VARCHAR", "Content hash (files), link target (symlinks), NULL for dirs."),
+            Column(
+                "library",
+                "VARCHAR",
+                "The installed distribution ('name version') whose RECORD lists a file with these "
+                "bytes (files of 256 bytes or more), else NULL: library code, not the agent's.",
+            ),
             *_tail(),
         ),
     ),

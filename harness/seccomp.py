@@ -32,11 +32,47 @@ AT_FDCWD, AT_EMPTY_PATH = -100, 0x1000
 
 NOTIFIED = ("execve", "execveat", "connect")
 IO_URING = ("io_uring_setup", "io_uring_enter", "io_uring_register")
-NR = {name: sc.resolve_syscall(sc.system_arch(), name) for name in (*NOTIFIED, "sendto")}
+# Calls that change a file's content, mode, owner, times or name without opening it for
+# writing, by the (dirfd arg, path arg, follow) of each file they name: follow is True/False,
+# or the index of the flags argument (AT_SYMLINK_NOFOLLOW); a None path means the fd arg is
+# the file. Rare in training and shell work, so notifying them costs little; the supervisor
+# records those that name a locked file, whatever program makes them.
+FILE_OPS: dict[str, tuple[tuple[int | None, int | None, bool | int], ...]] = {
+    "chmod": ((None, 0, True),),
+    "fchmod": ((0, None, True),),
+    "fchmodat": ((0, 1, True),),
+    "fchmodat2": ((0, 1, 3),),
+    "chown": ((None, 0, True),),
+    "lchown": ((None, 0, False),),
+    "fchown": ((0, None, True),),
+    "fchownat": ((0, 1, 4),),
+    "truncate": ((None, 0, True),),
+    "rename": ((None, 0, False), (None, 1, False)),
+    "renameat": ((0, 1, False), (2, 3, False)),
+    "renameat2": ((0, 1, False), (2, 3, False)),
+    "link": ((None, 0, False), (None, 1, False)),
+    "linkat": ((0, 1, False), (2, 3, False)),
+    "unlink": ((None, 0, False),),
+    "unlinkat": ((0, 1, False),),
+    "utime": ((None, 0, True),),
+    "utimes": ((None, 0, True),),
+    "futimesat": ((0, 1, True),),
+    "utimensat": ((0, 1, 3),),
+}
+
+
+def _nr(name: str) -> int | None:
+    try:
+        return sc.resolve_syscall(sc.system_arch(), name)
+    except (ValueError, RuntimeError):
+        return None
+
+
+NR = {name: nr for name in (*NOTIFIED, "sendto", *FILE_OPS) if (nr := _nr(name)) is not None and nr >= 0}
 
 
 def build_filter_bpf() -> bytes:
-    """Notify exec, connect and sendto-with-address; refuse io_uring and foreign ABIs.
+    """Notify exec, connect, sendto-with-address and FILE_OPS; refuse io_uring and foreign ABIs.
 
     io_uring would let a connect skip seccomp entirely; a 32-bit `int 0x80` syscall would
     dodge the native-arch rules, so foreign ABIs get ENOSYS instead of silently passing.
@@ -45,6 +81,9 @@ def build_filter_bpf() -> bytes:
     f.set_attr(sc.Attr.ACT_BADARCH, sc.ERRNO(errno.ENOSYS))
     for name in NOTIFIED:
         f.add_rule(sc.NOTIFY, name)
+    for name in FILE_OPS:
+        if name in NR:
+            f.add_rule(sc.NOTIFY, name)
     f.add_rule(sc.NOTIFY, "sendto", sc.Arg(4, sc.NE, 0))
     for name in IO_URING:
         f.add_rule(sc.ERRNO(errno.ENOSYS), name)

@@ -24,7 +24,7 @@ FROM run r,
 -- started), when the agent is a real CLI; a `command` or scripted agent has no runtime apart
 -- from its tools, so nothing is excused there.
 CREATE TEMP MACRO is_runtime(p) AS (SELECT runtime_cli FROM run_meta)
-    AND p = (SELECT pid FROM execs WHERE NOT probe ORDER BY seq LIMIT 1);
+    AND p = (SELECT pid FROM execs WHERE NOT probe ORDER BY mono, seq LIMIT 1);
 
 -- under(p, root): p is root or lies below it.
 CREATE TEMP MACRO under(p, root) AS root IS NOT NULL AND (p = root OR starts_with(p, root || '/'));
@@ -50,8 +50,34 @@ CREATE TEMP MACRO in_run(p) AS
     under(p, (SELECT workspace FROM run_meta)) OR under(p, (SELECT scratch FROM run_meta))
     OR under(p, '/tmp') OR under(p, '/var/tmp') OR under(p, '/dev/shm');
 
--- Real program starts (a failed PATH probe ran nothing).
-CREATE TEMP VIEW started AS SELECT * FROM execs WHERE NOT probe;
+-- Real program starts of the run's own processes: the kernel started them (a refused start,
+-- such as a failed PATH probe, ran nothing), and the caller was in the run's cgroup. `tool` is
+-- the program by what it is, not by what it was called: a copy of a system program is named
+-- after the original (same_as, by content), a script after itself, a program the dynamic
+-- loader or an fd started after the file really started. `args` are that program's own.
+CREATE TEMP VIEW started AS
+SELECT *,
+       prog(coalesce(same_as, script, program, path)) AS tool,
+       prog(coalesce(program, path)) AS binary,
+       coalesce(args, argv[2:]) AS prog_args
+FROM execs WHERE NOT probe AND in_run IS DISTINCT FROM false;
+
+-- The subcommand of a command-line tool (`pip --no-cache-dir install x` -> install): its
+-- first argument that is neither an option nor the value of one.
+CREATE TEMP MACRO subcommand(args) AS list_filter(args, lambda x, i:
+    NOT starts_with(x, '-')
+    AND (i = 1 OR args[i - 1] NOT IN ('--log', '--proxy', '--retries', '--timeout', '--exists-action',
+        '--trusted-host', '--cert', '--client-cert', '--cache-dir', '--python', '--keyring-provider',
+        '--use-feature', '--use-deprecated', '--log-file', '--root', '--prefix', '-C', '--directory')))[1];
+
+-- A command that only asks for help (`pip install --help`, `pip help install`).
+CREATE TEMP MACRO asks_help(args) AS
+    list_has_any(args, ['-h', '--help']) OR subcommand(args) = 'help';
+
+-- Python started to run a module (`python -m pip ...`): the module, and its own arguments.
+CREATE TEMP MACRO py_module(args) AS CASE WHEN list_position(args, '-m') IS NOT NULL
+    THEN args[list_position(args, '-m') + 1] END;
+CREATE TEMP MACRO py_module_args(args) AS args[list_position(args, '-m') + 2:];
 
 -- A file event showing that a file or folder now exists with new content. `rescan_found`
 -- counts: a folder made just now is rescanned, and what was written into it before its
@@ -65,11 +91,24 @@ CREATE TEMP MACRO other_run_scratch(p) AS
     regexp_matches(p, '/scratch/(tmp|var_tmp|dev_shm)(/|$)')
     AND NOT under(p, (SELECT scratch FROM run_meta));
 
--- A pip command that only reads (pip list/show/freeze/...): pip still phones home for its
--- own version check and inspects editable installs with git in their folder. Those side
--- effects are pip's, not an attempt by the agent.
+-- A pip command that only reads (pip list/show/freeze/..., any --help): pip still phones
+-- home for its own version check and inspects editable installs with git in their folder.
+-- Those side effects are pip's, not an attempt by the agent.
 CREATE TEMP MACRO pip_readonly(argv) AS regexp_matches(array_to_string(argv, ' '),
-    '(^|[ /])pip[0-9.]* (list|show|freeze|check|--version|-V|config|debug|inspect|help)( |$)');
+    '(^|[ /])pip[0-9.]* (list|show|freeze|check|--version|-V|config|debug|inspect|help)( |$)')
+    OR (regexp_matches(array_to_string(argv, ' '), '(^|[ /])pip[0-9.]* ') AND list_has_any(argv, ['-h', '--help']));
+
+-- Present when the evaluator runs: a workspace file is in the after-snapshot; elsewhere,
+-- no later event removed it or a folder above it.
+CREATE TEMP MACRO present_at_end(p, after_seq) AS CASE
+    WHEN under(p, (SELECT workspace FROM run_meta)) THEN EXISTS (
+        SELECT 1 FROM snapshots s, run_meta m
+        WHERE s.phase = 'after' AND s.scope = 'workspace' AND m.workspace || '/' || s.path = p)
+    ELSE NOT EXISTS (
+        SELECT 1 FROM file_events g
+        WHERE g.seq > after_seq AND g.event IN ('delete', 'moved_from', 'delete_self')
+          AND (g.path = p OR starts_with(p, g.path || '/')))
+    END;
 
 -- The script a command line runs: the first argument of a Python interpreter that is not an
 -- option (NULL for `python -c ...` and `python -m ...`), or the program itself when a script

@@ -3,8 +3,10 @@
 A shell tool call is matched to the first unclaimed exec whose argv carries its command
 (CLIs wrap it: `bash -c -l "... eval '<cmd>' ..."`, `/bin/bash -lc '<cmd>'`), inside the
 call's time window when the stream gives one; every process that exec's pid starts
-afterwards (ppid chain, re-execs in place) is the call's too. The agent's main process is
-`runtime`; everything else is `unattributed`: the machine saw it, no tool call explains it.
+afterwards is the call's too: by the kernel's fork events (the `processes` table), so a
+subshell that forks without exec passes its call on to what it starts, else by the exec
+records' ppid chain. The agent's main process is `runtime`; everything else is
+`unattributed`: the machine saw it, no tool call explains it.
 """
 
 import os
@@ -60,9 +62,13 @@ def _in_window(call: ToolCall, t: float | None) -> bool:
     return not (call.ended_t is not None and t > call.ended_t + SLACK_S)
 
 
-def attribute(execs: Iterable[dict], calls: list[ToolCall]) -> list[Attribution]:
-    """One Attribution per exec row, in seq order; fills each call's exec_seqs/exec_pids."""
-    rows = sorted(execs, key=lambda r: r.get("seq", 0))
+def attribute(
+    execs: Iterable[dict], calls: list[ToolCall], processes: Iterable[dict] = ()
+) -> list[Attribution]:
+    """One Attribution per exec row, in seq order; fills each call's exec_seqs/exec_pids.
+    `processes`: the run's fork events (kernel lineage), merged in by time."""
+    # In the order the calls were made (records are written once their outcome is known).
+    rows = sorted(execs, key=lambda r: (r.get("mono") or 0.0, r.get("seq", 0)))
     if not rows:
         return []
     runtime_pid = rows[0].get("pid")
@@ -88,7 +94,18 @@ def attribute(execs: Iterable[dict], calls: list[ToolCall]) -> list[Attribution]
         roots[root["seq"]] = call
     owner: dict[int, ToolCall] = {}
     out: list[Attribution] = []
+    forks = sorted(
+        (p for p in processes if p.get("event") == "fork" and p.get("mono") is not None), key=lambda p: p["mono"]
+    )
+    fi = 0
     for r in rows:
+        while fi < len(forks) and r.get("mono") is not None and forks[fi]["mono"] <= r["mono"]:
+            child, parent = forks[fi]["pid"], forks[fi]["ppid"]
+            if parent in owner:  # forked by a call's process: the call's, exec or not
+                owner[child] = owner[parent]
+            else:
+                owner.pop(child, None)  # a reused pid starts afresh
+            fi += 1
         pid, ppid, seq = r.get("pid"), r.get("ppid"), r["seq"]
         if seq in roots:
             call, how = roots[seq], "command"
@@ -109,7 +126,9 @@ def attribute(execs: Iterable[dict], calls: list[ToolCall]) -> list[Attribution]
             call.exec_pids.append(pid)
         out.append(Attribution(seq, pid, call.call_id, "tool_call", how))
     _probes_follow_their_exec(rows, out, {c.call_id: c for c in calls})
-    return out
+    for call in calls:
+        call.exec_seqs.sort()
+    return sorted(out, key=lambda a: a.exec_seq)
 
 
 def _probes_follow_their_exec(rows: list[dict], out: list[Attribution], calls: dict[str, ToolCall]) -> None:

@@ -13,9 +13,9 @@ from onegc.harness.streams.codex import RolloutParser, find_rollout, merge_rollo
 STDOUT = Path("agent") / "stdout.log"
 
 
-def read_execs(run_dir: Path) -> list[dict]:
-    """The exec journal as written (the seal has not loaded it yet); a torn tail is skipped."""
-    path = journal_path(run_dir, "execs")
+def read_journal(run_dir: Path, table: str) -> list[dict]:
+    """A sensor's journal as written (the seal has not loaded it yet); a torn tail is skipped."""
+    path = journal_path(run_dir, table)
     out = []
     if not path.exists():
         return out
@@ -44,7 +44,8 @@ def parse_run(run_dir: Path, fmt: str, codex_home: Path | None = None) -> Parsed
 
 
 def write_parsed(post: BeforeSeal, parsed: Parsed) -> None:
-    attributions = attribute(read_execs(post.spec.run_dir), parsed.tool_calls)
+    run_dir = post.spec.run_dir
+    attributions = attribute(read_journal(run_dir, "execs"), parsed.tool_calls, read_journal(run_dir, "processes"))
     for table, records in (
         ("tool_calls", parsed.tool_calls),
         ("messages", parsed.messages),

@@ -92,11 +92,29 @@ PY
 python3 run_4.py
 """
 
+# Reads pip's help and lists, uses numpy.fft.hfft, writes its own package and modules, and
+# makes a file named like a module the evaluator imports, then renames it away before the end.
+HELP_AND_OWN_CODE = r"""
+pip --help > /dev/null; pip help install > /dev/null; pip install --help > /dev/null
+pip download --help > /dev/null; pip list > /dev/null 2>&1; pip show pip > /dev/null 2>&1; pip freeze > /dev/null 2>&1
+python3 -m pip install --help > /dev/null
+python3 -c "import numpy; print(numpy.fft.hfft([1.0, 2.0, 3.0]))" > spectrum.txt
+printf 'def helper():\n    return 1\n' > inspect.py && mv inspect.py inspect_notes.py
+mkdir -p utils
+python3 - <<'PY'
+body = "\n".join(f"def feature_{i}(x):\n    return x * {i} + {i * i}\n" for i in range(40))
+open("utils/__init__.py", "w").write('\"\"\"Our own helpers.\"\"\"\n' + body)
+open("model.py", "w").write("import utils\n\n\ndef build_model(config):\n    return {'w': [0.0] * config['dim']}\n" * 8)
+PY
+cp train.py run_5.py && python3 run_5.py
+"""
+
 AGENTS = {
     "scripted-baseline": (BASELINE, {"view_ro": [SCRIPTED]}),
     "distributed-loopback-caches": (DISTRIBUTED, {}),
     "explorer-reads-and-copies": (EXPLORER, {"files": {"program.md": "Improve train.py.\n"}}),
     "trains-until-deadline": (UNTIL_DEADLINE, {"budget_s": 5, "grace_s": 2}),
+    "help-lists-and-own-code": (HELP_AND_OWN_CODE, {}),
 }
 
 
