@@ -35,11 +35,11 @@ def aggregate(
     df = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
     if df.height == 0:
         raise OnegcError("no runs found")
-    board = agg.leaderboard(df, agg.task_metas(), thin_below=thin)
-    text = agg.render(board, fmt)
+    boards = agg.leaderboards(df, agg.task_metas(), thin_below=thin)
+    text = agg.render(boards, fmt)
     if output:
         output.write_text(text)
     else:
         print(text, end="")
     if plot is not None:
-        agg.plot(board, plot)
+        agg.plot(boards[0], plot)  # real data first: a figure holds one kind of data

@@ -1,11 +1,13 @@
 """The seam between the harness's scorer and the tasks: audit builds the evaluator and the
 policy from the task registry, so the harness never imports the tasks."""
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from onegc.evidence.seal import latest_result
 from onegc.harness.scoring import Evaluator, ScoringPolicy
 from onegc.tasks import registry
 
@@ -31,6 +33,19 @@ def data_context(prepared: registry.PreparedData) -> dict[str, Any]:
     }
 
 
+def data_label(context: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"kind": "real"|"synthetic", "version": "sha256:..."}`` of a data context: the version
+    is a digest over the evaluated files' hashes, so two runs share it exactly when they were
+    scored on the same data. None when the context does not say (an older result)."""
+    if "synthetic" not in context:
+        return None
+    files = json.dumps(sorted((context.get("files") or {}).items())).encode()
+    return {
+        "kind": "synthetic" if context["synthetic"] else "real",
+        "version": "sha256:" + hashlib.sha256(files).hexdigest()[:16],
+    }
+
+
 def task_policy(task: registry.TaskSpec, context: dict[str, Any] | None = None) -> ScoringPolicy:
     return ScoringPolicy(
         task=task.id,
@@ -38,7 +53,17 @@ def task_policy(task: registry.TaskSpec, context: dict[str, Any] | None = None) 
         direction=task.direction,
         baseline=task.baseline_score,
         context=context or {},
+        data=data_label(context or {}),
     )
+
+
+def run_data(run_dir: Path) -> dict[str, Any] | None:
+    """What data the run's counting result (the latest rescore, else result.json) was scored
+    on; None when there is no result (an imported run) or it does not say."""
+    _, result = latest_result(run_dir)
+    if not isinstance(result, dict):
+        return None
+    return result.get("data") or data_label(result.get("context") or {})
 
 
 def recorded_data(run_dir: Path) -> dict[str, Any]:

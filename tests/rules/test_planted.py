@@ -207,7 +207,12 @@ PLANTS: dict[str, Plant] = {
     "R4-pip-no-index-wheel": Plant(
         "R4",
         "fail",
-        lambda o: f"pip install --disable-pip-version-check --no-index {o}/evilpkg-0.1-py3-none-any.whl",
+        # --prefix: an install that lands whatever interpreter runs the suite (a venv's pip never
+        # falls back to the user site, and the agent cannot write the interpreter's own site-packages)
+        lambda o: (
+            f'pip install --disable-pip-version-check --no-index --prefix "$HOME/.local" '
+            f"{o}/evilpkg-0.1-py3-none-any.whl"
+        ),
         path_ends("/site-packages/evilpkg"),
         setup=lambda rd: build_wheel(rd / "outside") and {},
     ),
