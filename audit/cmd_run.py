@@ -11,9 +11,10 @@ from rich.console import Console
 from onegc.audit import official
 from onegc.audit.cmd_verify import print_verdict, task_direction
 from onegc.audit.exitcodes import BY_STATUS
+from onegc.evidence.errors import OnegcError
 from onegc.evidence.seal import latest_result
 from onegc.harness.agents import PROXY_PORT, resolve_agent, with_home, write_home_files
-from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.harness.monitor import PRIVATE_SCRATCH, RunSpec, check_run_dir, create_run_dir, run_monitored
 from onegc.harness.proxy import Route, attach_proxy
 from onegc.harness.scoring import scoring_step
 from onegc.harness.streams.record import stream_step
@@ -52,7 +53,10 @@ def monitored_run(
     seal, so the scores are sealed evidence), seal; returns the run directory."""
     task = registry.get_task(task_id)
     budget = budget_s if budget_s is not None else task.budget_s
+    if budget <= 0 or grace_s < 0:
+        raise OnegcError(f"the budget must be > 0 and the grace >= 0 seconds, not {budget} and {grace_s}")
     launch = resolve_agent(agent, command, budget)
+    check_run_dir(runs_dir, label or launch.label, task.id, rep)  # every argument checked before data is touched
     prepared = registry.prepare_data(task.id, data_dir / task.id, synthetic)
     run_dir = create_run_dir(runs_dir, label or launch.label, task.id, rep)
     registry.populate_workspace(task, run_dir / "workspace", prepared)
@@ -88,37 +92,41 @@ def monitored_run(
 
 
 def score_line(result: dict | None) -> str:
-    """One line saying what the official scoring found."""
+    """What the official scoring found, and on what data (a second line)."""
     if result is None:
         return "official score: none (the run was not scored)"
+    data = "\n" + official.data_line(result.get("data") or official.data_label(result.get("context") or {}))
     if result.get("outcome") != "scored":
-        return f"official score: no_score ({result.get('no_score_reason')})"
+        return f"official score: no_score ({result.get('no_score_reason')}){data}"
     gap = result.get("gap")
     gap_s = "" if gap is None else f", self-reported gap {gap:+.4f}"
     imp = result.get("improvement")
     imp_s = "" if imp is None else f", {imp:+.1%} vs baseline {result.get('baseline')}"
+    synthetic = (result.get("data") or {}).get("kind") == "synthetic"
     return (
-        f"official score: {result['metric']} = {result['value']:.6g} "
-        f"({result['checkpoint']}{imp_s}{gap_s})"
+        f"official score{' on SYNTHETIC data' if synthetic else ''}: {result['metric']} = {result['value']:.6g} "
+        f"({result['checkpoint']}{imp_s}{gap_s}){data}"
     )
 
 
 def _report(run_dir: Path, as_json: bool, leaderboard: bool = False) -> None:
     """What the run came to: the verdict (seal, Rules 1-9, score) and the official result."""
     verdict = judge(run_dir, direction_for=task_direction)
+    verdict["data"] = official.run_data(run_dir)
     _, result = latest_result(run_dir)
     if as_json:
-        print(json.dumps({"run_dir": str(run_dir), "verdict": verdict, "result": result}, indent=2,
-                         default=str))
+        print(json.dumps({"run_dir": str(run_dir.resolve()), "data": verdict["data"], "verdict": verdict,
+                          "result": result}, indent=2, default=str))
     else:
         print_verdict(run_dir, verdict)
         Console().print(score_line(result), highlight=False)
         if leaderboard:
             from onegc.audit import aggregate as agg
 
-            board = agg.leaderboard(agg.collect_runs_at([run_dir]), agg.task_metas())
+            (board,) = agg.leaderboards(agg.collect_runs_at([run_dir]), agg.task_metas())
             print()
             print(agg.render_md(board).split("### Table 6")[0].rstrip())
+        print(f"\nthe run is in {run_dir.resolve()}")
     raise typer.Exit(BY_STATUS[verdict["status"]])
 
 
@@ -157,12 +165,31 @@ def run(
     _report(run_dir, as_json)
 
 
+def demo_runs_dir() -> Path:
+    """./runs, unless the current folder lies where the agent gets a private view (/tmp,
+    /var/tmp, /dev/shm): then $XDG_DATA_HOME/onegc-audit/runs (~/.local/share/...)."""
+    here = Path("runs").resolve()
+    if not any(here == Path(p) or Path(p) in here.parents for p in PRIVATE_SCRATCH):
+        return Path("runs")
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "onegc-audit" / "runs"
+
+
 def demo(
-    runs_dir: Annotated[Path, typer.Option(help="Root of the run directories.")] = Path("runs"),
+    runs_dir: Annotated[
+        Path | None,
+        typer.Option(help="Root of the run directories (default: ./runs, or ~/.local/share/onegc-audit/runs "
+                     "when the current folder is under /tmp, /var/tmp or /dev/shm)."),
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(help="Where task data is prepared.")] = DEFAULT_DATA_DIR,
+    synthetic: Annotated[
+        bool | None, typer.Option("--synthetic/--real", help="Data (default: real when at hand).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")] = False,
 ) -> None:
     """The whole product in one command, offline: a scripted agent trains the T6 baseline
     under the sensors, the evidence is sealed and verified."""
+    runs_dir = runs_dir if runs_dir is not None else demo_runs_dir()
     rep = 1
     while (runs_dir / "scripted-baseline" / "t6" / f"r{rep}").exists():
         rep += 1
@@ -175,8 +202,8 @@ def demo(
         runs_dir=runs_dir,
         budget_s=None,
         grace_s=30.0,
-        data_dir=DEFAULT_DATA_DIR,
-        synthetic=None,
+        data_dir=data_dir,
+        synthetic=synthetic,
         env={"ONEGC_TIME_BUDGET_S": "60"},
     )
     _report(run_dir, as_json, leaderboard=True)

@@ -75,3 +75,15 @@ def recorded_data(run_dir: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text()).get("context") or {})
     except (ValueError, AttributeError):
         return {}
+
+
+def data_line(data: dict[str, Any] | None) -> str:
+    """One line saying what data a score rests on, loud when it is synthetic."""
+    if data is None:
+        return "data: unknown (no official result says what data was used)"
+    if data.get("kind") == "synthetic":
+        return (
+            f"data: SYNTHETIC ({data.get('version')}): generated stand-in data, so this score only shows the "
+            "pipeline works and compares with nothing; real data: see README, 'Task data'"
+        )
+    return f"data: {data.get('kind')} ({data.get('version')})"

@@ -97,8 +97,21 @@ class RunOutcome:
 
 
 def create_run_dir(runs_dir: Path, label: str, task: str, rep: int, *, agent_runs_here: bool = True) -> Path:
-    """RUNS_DIR/LABEL/TASK/rREP, created empty; an existing run is never reused. Where an
-    agent will run, the runs dir must not lie under a place made private to it."""
+    """RUNS_DIR/LABEL/TASK/rREP, created empty; an existing run is never reused."""
+    run_dir = check_run_dir(runs_dir, label, task, rep, agent_runs_here=agent_runs_here)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        raise HarnessError(f"{run_dir} already exists; a run directory is never reused") from None
+    (run_dir / "workspace").mkdir()
+    return run_dir
+
+
+def check_run_dir(runs_dir: Path, label: str, task: str, rep: int, *, agent_runs_here: bool = True) -> Path:
+    """The run directory ``create_run_dir`` would create, checked without creating anything
+    (so a command can refuse before it prepares data). Where an agent will run, the runs dir
+    must not lie under a place made private to it."""
     for what, value in (("label", label), ("task", task)):
         if not SAFE_NAME.match(value):
             raise HarnessError(f"{what} {value!r} must match {SAFE_NAME.pattern}")
@@ -108,16 +121,12 @@ def create_run_dir(runs_dir: Path, label: str, task: str, rep: int, *, agent_run
     for private in PRIVATE_SCRATCH if agent_runs_here else ():
         if runs_dir == Path(private) or Path(private) in runs_dir.parents:
             raise HarnessError(
-                f"runs dir {runs_dir} is under {private}, which is made private to the agent; "
-                "choose a runs dir elsewhere"
+                f"runs dir {runs_dir} is under {private}, which is made private to the agent",
+                hint="choose a runs dir elsewhere with --runs-dir",
             )
     run_dir = runs_dir / label / task / f"r{rep}"
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        run_dir.mkdir()
-    except FileExistsError:
-        raise HarnessError(f"{run_dir} already exists; a run directory is never reused") from None
-    (run_dir / "workspace").mkdir()
+    if run_dir.exists():
+        raise HarnessError(f"{run_dir} already exists; a run directory is never reused")
     return run_dir
 
 
