@@ -83,7 +83,9 @@ def check(proc: subprocess.CompletedProcess, code: int, word: str) -> None:
     assert word.lower() in lines[0].lower(), lines[0]
 
 
-def cli(python: str | Path, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def cli(
+    python: str | Path, argv: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(python), "-m", "onegc.audit", *argv], cwd=cwd, capture_output=True, text=True, timeout=120,
         env={**os.environ, "COLUMNS": "200", **(env or {})}, stdin=subprocess.DEVNULL,
