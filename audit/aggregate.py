@@ -551,8 +551,8 @@ def render(boards: list[dict], fmt: str) -> str:
     raise OnegcError(f"unknown format {fmt!r}; use md, csv, json or latex")
 
 
-def plot(board: dict, path: Path) -> None:
-    """Figure 3: mean training scripts per task vs Agg, one point per agent."""
+def pyplot() -> Any:
+    """matplotlib's pyplot (headless), or the one-line error naming the [plot] extra."""
     try:
         import matplotlib
 
@@ -560,6 +560,12 @@ def plot(board: dict, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingExtra("matplotlib", "plot", "--plot") from None
+    return plt
+
+
+def plot(board: dict, path: Path) -> None:
+    """Figure 3: mean training scripts per task vs Agg, one point per agent."""
+    plt = pyplot()
     pts = [a for a in board["agents"] if a["agg"] is not None and a["scripts_per_task"] is not None]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for a in pts:

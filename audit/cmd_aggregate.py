@@ -27,6 +27,8 @@ def aggregate(
         raise typer.BadParameter(f"--format must be md, csv, json or latex, not {fmt!r}")
     if runs is None and results is None:
         raise typer.BadParameter("give a runs directory, --results FILE, or both")
+    if plot is not None:
+        agg.pyplot()  # a missing [plot] extra is said before anything is computed or written
     frames = []
     if runs is not None:
         frames.append(agg.collect_runs(runs))

@@ -252,3 +252,21 @@ def test_unknown_data_kind_rejected(tmp_path: Path) -> None:
     bad.write_text("agent,task,rep,status,score,data\nA,t1,1,accepted,2.0,fake\n")
     with pytest.raises(OnegcError, match="unknown data kind"):
         agg.load_results(bad)
+
+
+def test_plot_without_matplotlib_says_which_extra(results: Path, tmp_path: Path) -> None:
+    """--plot needs the [plot] extra; without it (matplotlib made unimportable, whatever this
+    interpreter has) one line names the install, exit 2, before anything is written."""
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from onegc.audit.cli import main\n"
+        f"sys.argv = ['onegc-audit', 'aggregate', '--results', {str(results)!r}, '--plot', {str(tmp_path / 'f.png')!r},"
+        f" '-o', {str(tmp_path / 'board.md')!r}]\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "onegc-audit: error: --plot needs matplotlib, which is not installed (hint: pip install 'onegc-audit[plot]')"
+    ]
+    assert not (tmp_path / "f.png").exists() and not (tmp_path / "board.md").exists()
