@@ -311,6 +311,7 @@ class Monitor:
             str(Path(pkg.__file__).resolve().parents[1]),
         }
         paths |= set(site.getsitepackages())
+        paths |= {p for p in sys.path if os.path.isabs(p)}  # also what .pth files added (a venv's parent's packages)
         return sorted(p for p in paths if os.path.exists(p))
 
     # -- sampler --------------------------------------------------------------------------
