@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import needs_root
 
-pytestmark = needs_root
+pytestmark = [needs_root, pytest.mark.slow]
 
 
 def test_demo_from_a_folder_under_tmp_marks_synthetic_everywhere(runs_dir: Path, tmp_path: Path) -> None:
