@@ -29,7 +29,7 @@ from onegc.rules.engine import judge
 STATUSES = ("accepted", "no_score", "disqualified", "incomplete", "tampered")
 ATTEMPTED = ("accepted", "no_score", "disqualified")  # the N of the success rate n/N
 EXCLUDED = ("disqualified", "incomplete", "tampered")
-THIN_BELOW = 3  # a cell resting on fewer scored runs is marked thin
+THIN_BELOW = 3  # a cell resting on fewer scored runs is marked thin (`aggregate --thin` help says 3)
 TRAIN_SCRIPT = re.compile(r"^(run_.*|train.*)\.py$")
 
 

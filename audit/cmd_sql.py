@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Annotated
 
 import duckdb
-import polars as pl
 import typer
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -33,6 +32,8 @@ def read_only(sql: str) -> None:
 
 
 def run_sql(sql: str, roots: list[Path], refresh: bool = True):
+    import polars as pl  # here, not at the top: every other command starts faster without polars
+
     for root in roots:
         if not root.is_dir():
             raise QueryError(f"{root}: no such directory")
