@@ -7,6 +7,7 @@ the harness's loopback-only network namespace.
 """
 
 import os
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from tests.rules.judging import AGENT_UID, build_wheel, judged, rule
 
 pytestmark = needs_root
 
-USER_SITE = "$HOME/.local/lib/python3.11/site-packages"
+USER_SITE = f"$HOME/.local/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pytest
 from onegc.audit import aggregate as agg
 from onegc.evidence.errors import OnegcError
 
-CLI = str(Path(sys.executable).parent / "onegc-audit")
+CLI = [sys.executable, "-m", "onegc.audit"]  # whatever interpreter runs the suite
 
 CSV = """agent,task,rep,status,score,scripts_launched,budget_used_s
 A,t1,1,accepted,2.0,4,1200
@@ -140,7 +140,7 @@ def test_markdown_bold_ties_thin_marks(board: dict) -> None:
 def test_cli_formats(results: Path, tmp_path: Path) -> None:
     def run(*args: str) -> str:
         proc = subprocess.run(
-            [CLI, "aggregate", "--results", str(results), *args],
+            [*CLI, "aggregate", "--results", str(results), *args],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
@@ -167,7 +167,7 @@ def test_bad_results_rejected(tmp_path: Path) -> None:
     with pytest.raises(OnegcError, match="unknown status"):
         agg.load_results(bad)
     proc = subprocess.run(
-        [CLI, "aggregate", "--results", str(bad)],
+        [*CLI, "aggregate", "--results", str(bad)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 2 and "unknown status" in proc.stderr and "Traceback" not in proc.stderr
@@ -193,7 +193,7 @@ def mixed(tmp_path: Path) -> Path:
 
 
 def cli(*args: str) -> str:
-    proc = subprocess.run([CLI, "aggregate", *args], capture_output=True, text=True, check=False)
+    proc = subprocess.run([*CLI, "aggregate", *args], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
