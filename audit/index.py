@@ -14,11 +14,13 @@ from pathlib import Path
 
 import duckdb
 
+from onegc.audit import official
 from onegc.audit.cmd_verify import task_direction
 from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR
 from onegc.rules.engine import judge, rules_digest
 
 INDEX_DIR = ".index"
+INDEX_FORMAT = "2"  # verdicts gained data, data_version: a new format exports every run again
 IDENTITY = "('run_key', 'agent', 'task', 'rep', 'run_dir', 'segment')"  # added to every row
 
 
@@ -48,23 +50,26 @@ def _digest(run_dir: Path) -> str | None:
             parts.append(json.loads(addendum.read_text()).get("digest", ""))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return hashlib.sha256("|".join([*parts, rules_digest()]).encode()).hexdigest()
+    return hashlib.sha256("|".join([*parts, rules_digest(), INDEX_FORMAT]).encode()).hexdigest()
 
 
 VERDICT_COLUMNS = ("run_key VARCHAR, agent VARCHAR, task VARCHAR, rep INTEGER, run_dir VARCHAR, segment INTEGER, "
                    "status VARCHAR, official DOUBLE, checkpoint VARCHAR, disqualified_by VARCHAR[], "
-                   "warnings VARCHAR[], reasons VARCHAR[], policy VARCHAR, rules_sha256 VARCHAR")
+                   "warnings VARCHAR[], reasons VARCHAR[], policy VARCHAR, rules_sha256 VARCHAR, "
+                   "data VARCHAR, data_version VARCHAR")
 OUTCOME_COLUMNS = ("run_key VARCHAR, agent VARCHAR, task VARCHAR, rep INTEGER, run_dir VARCHAR, segment INTEGER, "
                    "rule VARCHAR, title VARCHAR, severity VARCHAR, outcome VARCHAR, disqualifies BOOLEAN, "
                    "summary VARCHAR, rows_total INTEGER, cited JSON")
 
 
-def _verdict_rows(ident: tuple, verdict: dict) -> tuple[tuple, list[tuple]]:
-    """The verdict of one run as a `verdicts` row and its `rule_outcomes` rows."""
+def _verdict_rows(ident: tuple, verdict: dict, data: dict | None) -> tuple[tuple, list[tuple]]:
+    """The verdict of one run as a `verdicts` row (with the data its score rests on: real or
+    synthetic, so no query needs to mix them) and its `rule_outcomes` rows."""
     score = verdict.get("score") or {}
     head = (*ident, verdict["status"], score.get("official"), score.get("checkpoint"),
             verdict["disqualified_by"], verdict["warnings"], verdict["reasons"],
-            (verdict.get("policy") or {}).get("name"), verdict.get("rules_sha256"))
+            (verdict.get("policy") or {}).get("name"), verdict.get("rules_sha256"),
+            (data or {}).get("kind"), (data or {}).get("version"))
     rules = [(*ident, r["id"], r["title"], r["severity"], r["outcome"], r["disqualifies"], r["summary"],
               r["rows_total"], json.dumps(r["rows"], default=str)) for r in verdict.get("rules", [])]
     return head, rules
@@ -121,7 +126,7 @@ def refresh(root: Path) -> RefreshStats:
                 f"SELECT {lit}, {segment} AS segment, COLUMNS(lambda c: c NOT IN {IDENTITY}) "
                 f"FROM {alias}.{table}"
             )
-        head, rules = _verdict_rows((key, *meta, str(run_dir), segment), verdict)
+        head, rules = _verdict_rows((key, *meta, str(run_dir), segment), verdict, official.run_data(run_dir))
         verdicts.append(head)
         outcomes += rules
         stats.runs_added += 1

@@ -51,6 +51,10 @@ def test_demo_from_a_folder_under_tmp_marks_synthetic_everywhere(runs_dir: Path,
     review = cli("review", str(run_dir))
     assert review.returncode == 0 and "data: SYNTHETIC" in review.stdout, review.stderr
 
+    sql = cli("sql", "SELECT status, data FROM verdicts", str(runs_dir / "xdg" / "onegc-audit" / "runs"),
+              "--format", "json")
+    assert [(r["status"], r["data"]) for r in json.loads(sql.stdout)] == [("accepted", "synthetic")], sql.stderr
+
     board = cli("aggregate", str(runs_dir / "xdg" / "onegc-audit" / "runs"), "--format", "json")
     boards = json.loads(board.stdout)["boards"]
     assert [b["data"] for b in boards] == ["synthetic"]
