@@ -4,8 +4,10 @@ per-run results table; only runs whose verdict allows it enter a mean, a best or
 from pathlib import Path
 from typing import Annotated
 
+import polars as pl
 import typer
 
+from onegc.audit import aggregate as agg
 from onegc.evidence.errors import OnegcError
 
 
@@ -16,17 +18,13 @@ def aggregate(
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="md, csv, json or latex.")] = "md",
     plot: Annotated[Path | None, typer.Option(help="Draw Figure 3 (scripts vs Agg) to this file.")] = None,
-    thin: Annotated[
-        int | None, typer.Option(help="Cells with fewer scored runs are marked thin (default: 3).")
-    ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here, not stdout.")] = None,
+    thin: Annotated[int, typer.Option(help="Cells with fewer scored runs are marked thin.")] = agg.THIN_BELOW,
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write here, not stdout.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The leaderboard as JSON (same as --format json).")] = False,
 ) -> None:
     """Leaderboard over every agent x task found: mean ± std, success n/N, Agg, best run,
     scripts launched, budget used; disqualified/incomplete/tampered runs listed apart."""
-    import polars as pl  # here, not at the top: every other command starts faster without polars
-
-    from onegc.audit import aggregate as agg
-
+    fmt = "json" if as_json else fmt
     if fmt not in ("md", "csv", "json", "latex"):
         raise typer.BadParameter(f"--format must be md, csv, json or latex, not {fmt!r}")
     if runs is None and results is None:
@@ -41,7 +39,7 @@ def aggregate(
     df = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
     if df.height == 0:
         raise OnegcError("no runs found")
-    boards = agg.leaderboards(df, agg.task_metas(), thin_below=agg.THIN_BELOW if thin is None else thin)
+    boards = agg.leaderboards(df, agg.task_metas(), thin_below=thin)
     text = agg.render(boards, fmt)
     if output:
         output.write_text(text)

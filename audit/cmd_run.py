@@ -11,6 +11,7 @@ from rich.console import Console
 from onegc.audit import official
 from onegc.audit.cmd_verify import print_verdict, task_direction
 from onegc.audit.exitcodes import BY_STATUS
+from onegc.audit.progress import RunWatcher, Status, on_terminal
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.seal import latest_result
 from onegc.harness.agents import PROXY_PORT, resolve_agent, with_home, write_home_files
@@ -48,9 +49,11 @@ def monitored_run(
     synthetic: bool | None,
     env: dict[str, str],
     score: bool = True,
+    live: bool = False,
 ) -> Path:
     """Prepare the task, run the agent under the sensors, score it officially (before the
-    seal, so the scores are sealed evidence), seal; returns the run directory."""
+    seal, so the scores are sealed evidence), seal; returns the run directory. With live, a
+    status line follows the run on the terminal."""
     task = registry.get_task(task_id)
     budget = budget_s if budget_s is not None else task.budget_s
     if budget <= 0 or grace_s < 0:
@@ -87,7 +90,8 @@ def monitored_run(
     if score:
         policy = official.task_policy(task, official.data_context(prepared))
         spec.before_seal.append(scoring_step(official.task_evaluator(task.id, prepared.data_dir), policy))
-    run_monitored(spec)
+    with Status(live, follow=RunWatcher(run_dir, budget, launch.stream).line):
+        run_monitored(spec)
     return run_dir
 
 
@@ -161,6 +165,7 @@ def run(
         data_dir=data_dir,
         synthetic=synthetic,
         env=_parse_env(env or []),
+        live=on_terminal(as_json),
     )
     _report(run_dir, as_json)
 
@@ -205,5 +210,6 @@ def demo(
         data_dir=data_dir,
         synthetic=synthetic,
         env={"ONEGC_TIME_BUDGET_S": "60"},
+        live=on_terminal(as_json),
     )
     _report(run_dir, as_json, leaderboard=True)

@@ -160,8 +160,8 @@ def gpus() -> list[str]:
 
 
 def run_local(runs_dir: Path, cells: list[Cell], extra: list[str], retry_incomplete: bool,
-              report: Callable[[Cell, str], None]) -> dict[str, str]:
-    """One run at a time per GPU (one at a time without GPUs)."""
+              report: Callable[[Cell, str], None], starting: Callable[[Cell], None] | None = None) -> dict[str, str]:
+    """One run at a time per GPU (one at a time without GPUs); starting(cell) as each begins."""
     devices = gpus()
     slots = devices or [None]
     free = list(slots)
@@ -169,6 +169,8 @@ def run_local(runs_dir: Path, cells: list[Cell], extra: list[str], retry_incompl
 
     def work(cell: Cell) -> None:
         gpu = free.pop()
+        if starting:
+            starting(cell)
         try:
             results[cell.key] = run_cell(runs_dir, cell, extra, gpu, retry_incomplete)
             report(cell, results[cell.key])
