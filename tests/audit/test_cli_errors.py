@@ -116,12 +116,14 @@ def test_a_bad_argument_leaves_the_data_cache_untouched(folder: Path) -> None:
 
 
 def test_a_bug_is_exit_1_with_the_debug_hint(folder: Path) -> None:
-    """A crash inside a command (here: a corrupt results file polars cannot parse) is a bug:
-    one line saying so, the hint to rerun with ONEGC_DEBUG=1, which shows the traceback."""
+    """A crash inside a command (a planted command that raises) is a bug: one line saying so,
+    the hint to rerun with ONEGC_DEBUG=1, which shows the traceback."""
     code = (
-        "import sys; from onegc.audit import cli\n"
-        "def boom(): raise RuntimeError('planted bug')\n"
-        "cli.app.command('boom')(boom)\n"
+        "import sys, types; from onegc.audit import cli\n"
+        "planted = types.ModuleType('onegc.audit.planted_bug')\n"
+        "def boom() -> None:\n    raise RuntimeError('planted bug')\n"
+        "planted.boom = boom; sys.modules[planted.__name__] = planted\n"
+        "cli.COMMANDS['boom'] = ('planted_bug:boom', 'a command with a bug')\n"
         "sys.argv = ['onegc-audit', 'boom']; cli.main()\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=folder)
