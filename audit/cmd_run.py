@@ -13,9 +13,10 @@ from onegc.audit.cmd_verify import print_verdict, task_direction
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.audit.progress import RunWatcher, Status, on_terminal
 from onegc.evidence.errors import OnegcError
+from onegc.evidence.layout import RunLayout
 from onegc.evidence.seal import latest_result
 from onegc.harness.agents import PROXY_PORT, resolve_agent, with_home, write_home_files
-from onegc.harness.monitor import PRIVATE_SCRATCH, RunSpec, check_run_dir, create_run_dir, run_monitored
+from onegc.harness.monitor import RunSpec, create_run_dir, run_dir_for, run_monitored
 from onegc.harness.proxy import Route, attach_proxy
 from onegc.harness.scoring import scoring_step
 from onegc.harness.streams.record import stream_step
@@ -59,11 +60,13 @@ def monitored_run(
     if budget <= 0 or grace_s < 0:
         raise OnegcError(f"the budget must be > 0 and the grace >= 0 seconds, not {budget} and {grace_s}")
     launch = resolve_agent(agent, command, budget)
-    check_run_dir(runs_dir, label or launch.label, task.id, rep)  # every argument checked before data is touched
+    run_dir_for(runs_dir, label or launch.label, task.id, rep)  # every argument checked before preparing
     prepared = registry.prepare_data(task.id, data_dir / task.id, synthetic)
+    context = official.data_context(prepared)
     run_dir = create_run_dir(runs_dir, label or launch.label, task.id, rep)
-    registry.populate_workspace(task, run_dir / "workspace", prepared)
-    home = run_dir / "scratch" / "home"
+    layout = RunLayout(run_dir)
+    registry.populate_workspace(task, layout.workspace, prepared)
+    home = layout.home
     launch = with_home(launch, home)
     write_home_files(launch, home)
     steps = []
@@ -83,13 +86,16 @@ def monitored_run(
         heldout=prepared.heldout_dir,
         env={**launch.env, **env},
         before_seal=steps,
+        data={"version": prepared.version, "data_dir": str(prepared.data_dir), "files": context["files"]},
+        view_ro=list(launch.view_ro),
     )
     if launch.endpoint is not None:
         route = Route(launch.endpoint.upstream, launch.endpoint.headers, launch.proxy_prefix)
         attach_proxy(spec, route, PROXY_PORT)
     if score:
-        policy = official.task_policy(task, official.data_context(prepared))
-        spec.before_seal.append(scoring_step(official.task_evaluator(task.id, prepared.data_dir), policy))
+        policy = official.task_policy(task, context)
+        evaluator = official.task_evaluator(task.id, prepared.data_dir, pinned=context["files"])
+        spec.before_seal.append(scoring_step(evaluator, policy))
     with Status(live, follow=RunWatcher(run_dir, budget, launch.stream).line):
         run_monitored(spec)
     return run_dir
@@ -170,22 +176,8 @@ def run(
     _report(run_dir, as_json)
 
 
-def demo_runs_dir() -> Path:
-    """./runs, unless the current folder lies where the agent gets a private view (/tmp,
-    /var/tmp, /dev/shm): then $XDG_DATA_HOME/onegc-audit/runs (~/.local/share/...)."""
-    here = Path("runs").resolve()
-    if not any(here == Path(p) or Path(p) in here.parents for p in PRIVATE_SCRATCH):
-        return Path("runs")
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "onegc-audit" / "runs"
-
-
 def demo(
-    runs_dir: Annotated[
-        Path | None,
-        typer.Option(help="Root of the run directories (default: ./runs, or ~/.local/share/onegc-audit/runs "
-                     "when the current folder is under /tmp, /var/tmp or /dev/shm)."),
-    ] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Root of the run directories.")] = Path("runs"),
     data_dir: Annotated[Path, typer.Option(help="Where task data is prepared.")] = DEFAULT_DATA_DIR,
     synthetic: Annotated[
         bool | None, typer.Option("--synthetic/--real", help="Data (default: real when at hand).")
@@ -194,7 +186,6 @@ def demo(
 ) -> None:
     """The whole product in one command, offline: a scripted agent trains the T6 baseline
     under the sensors, the evidence is sealed and verified."""
-    runs_dir = runs_dir if runs_dir is not None else demo_runs_dir()
     rep = 1
     while (runs_dir / "scripted-baseline" / "t6" / f"r{rep}").exists():
         rep += 1

@@ -8,7 +8,7 @@ import typer
 
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.evidence.integrity import BadRunDir, verify_run
-from onegc.evidence.journal import JOURNAL_DIR
+from onegc.evidence.layout import JOURNAL_DIR
 from onegc.evidence.seal import MANIFEST_NAME, SealError, seal
 
 

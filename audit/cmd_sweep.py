@@ -56,6 +56,9 @@ def run_cmd(
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Synthetic task data.")] = False,
     env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for the agents' environment.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (cell -> outcome) at the end.")] = False,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, help="Cells at once (local): default one per GPU, else 1.")
+    ] = None,
 ) -> None:
     """Run every cell that is not sealed yet; safe to rerun and to run twice at once."""
     cells = _cells(agents, tasks, reps)
@@ -91,9 +94,10 @@ def run_cmd(
                        "running " + ", ".join(running.values()) if running else "")
 
     with Status(on_terminal(as_json), follow=line):
-        results = sweep.run_local(runs_dir, cells, extra, retry_incomplete, report, starting)
+        results = sweep.run_local(runs_dir, cells, extra, retry_incomplete, report, starting, jobs)
     if as_json:
         print(json.dumps(results, indent=1))
+
 
 
 @app.command("status")

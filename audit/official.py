@@ -7,19 +7,28 @@ import os
 from pathlib import Path
 from typing import Any
 
+from onegc.evidence.layout import RunLayout
 from onegc.evidence.seal import latest_result
+from onegc.harness import view
 from onegc.harness.scoring import Evaluator, ScoringPolicy
 from onegc.tasks import registry
 
 EVAL_TIMEOUT_S = float(os.environ.get("ONEGC_EVAL_TIMEOUT_S", "900"))
 
 
-def task_evaluator(task_id: str, data_dir: Path, timeout_s: float = EVAL_TIMEOUT_S) -> Evaluator:
+def task_evaluator(
+    task_id: str, data_dir: Path, timeout_s: float = EVAL_TIMEOUT_S, *, pinned: dict[str, str] | None = None
+) -> Evaluator:
     """``evaluate(checkpoint, script_dir)`` through the task's original, hash-checked
-    prepare.py in the isolated evaluator, bounded by ``timeout_s``."""
+    prepare.py, bounded by ``timeout_s``; the model process runs in the harness's
+    deny-by-default view (only the staged checkpoint, sources and inputs, no network).
+    ``pinned``: the data files' hashes the run was pinned to; a mismatch is an error, never a score."""
 
     def evaluate(checkpoint: Path, script_dir: Path) -> dict[str, Any]:
-        return registry.evaluate(task_id, checkpoint, script_dir, data_dir, timeout_s=timeout_s)
+        sandbox = view.command() if os.geteuid() == 0 else None
+        return registry.evaluate(
+            task_id, checkpoint, script_dir, data_dir, timeout_s=timeout_s, sandbox=sandbox, pinned=pinned
+        )
 
     return evaluate
 
@@ -28,21 +37,22 @@ def data_context(prepared: registry.PreparedData) -> dict[str, Any]:
     """What result.json records about the data a run was scored against."""
     return {
         "data_dir": str(prepared.data_dir),
+        "version": prepared.version,
         "synthetic": prepared.synthetic,
         "files": {k: v for k, v in prepared.files.items() if not k.startswith("source/")},
     }
 
 
 def data_label(context: dict[str, Any]) -> dict[str, Any] | None:
-    """``{"kind": "real"|"synthetic", "version": "sha256:..."}`` of a data context: the version
-    is a digest over the evaluated files' hashes, so two runs share it exactly when they were
-    scored on the same data. None when the context does not say (an older result)."""
+    """``{"kind": "real"|"synthetic", "version": ...}`` of a data context: the prepared data's
+    pinned version, else (older results) a digest over the evaluated files' hashes, so two runs
+    share it exactly when they were scored on the same data. None when the context does not say."""
     if "synthetic" not in context:
         return None
     files = json.dumps(sorted((context.get("files") or {}).items())).encode()
     return {
         "kind": "synthetic" if context["synthetic"] else "real",
-        "version": "sha256:" + hashlib.sha256(files).hexdigest()[:16],
+        "version": context.get("version") or "sha256:" + hashlib.sha256(files).hexdigest()[:16],
     }
 
 
@@ -68,7 +78,7 @@ def run_data(run_dir: Path) -> dict[str, Any] | None:
 
 def recorded_data(run_dir: Path) -> dict[str, Any]:
     """The data context the harness's scoring recorded for this run (empty if none)."""
-    path = run_dir / "result.json"
+    path = RunLayout(run_dir).result
     if not path.is_file():
         return {}
     try:

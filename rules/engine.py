@@ -24,6 +24,7 @@ import duckdb
 
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.integrity import verify_run
+from onegc.evidence.layout import RunLayout
 from onegc.evidence.schema import TABLE_BY_NAME
 from onegc.evidence.seal import DB_NAME, RESCORE_DIR, RUN_COLUMNS, latest_result
 
@@ -245,7 +246,7 @@ def open_evidence(run_dir: Path, derived: bool = True) -> duckdb.DuckDBPyConnect
         con.executemany(f"INSERT INTO list_{name} VALUES (?)", [[v] for v in values])
     con.execute((HERE / "views.sql").read_text())
     if derived:
-        _derived_tables(con, run_dir / "workspace")
+        _derived_tables(con, RunLayout(run_dir).workspace)
     return con
 
 

@@ -35,8 +35,7 @@ def mistakes(tmp: Path) -> list[tuple[str, list[str], int, str]]:
     return [
         ("unknown command", ["frob"], 2, "frob"),
         ("unknown option", ["verify", str(not_a_run), "--frob"], 2, "--frob"),
-        ("demo runs dir under /tmp", ["demo", "--runs-dir", "/tmp/onegc-demo-runs", "--data-dir", data], 2,
-         "--runs-dir"),
+        ("demo unknown option", ["demo", "--budget", "5", "--data-dir", data], 2, "--budget"),
         ("run missing --agent", ["run", "--task", "t6"], 2, "--agent"),
         ("run unknown task", ["run", "--task", "t99", "--agent", "command", "--data-dir", data, "--", "true"], 2,
          "t99"),
@@ -109,10 +108,16 @@ def test_typical_mistake_is_one_line_and_its_exit_code(name: str, folder: Path) 
 
 
 def test_a_bad_argument_leaves_the_data_cache_untouched(folder: Path) -> None:
-    data = folder / "untouched-data"
-    proc = cli(sys.executable, ["demo", "--runs-dir", "/tmp/onegc-demo-runs", "--data-dir", str(data)], folder)
-    check(proc, 2, "--runs-dir")
-    assert not data.exists() and not Path("/tmp/onegc-demo-runs").exists()
+    data, runs = folder / "untouched-data", folder / "untouched-runs"
+    for argv, word in (
+        (["--agent", "nosuch"], "nosuch"),
+        (["--agent", "command", "--label", "bad/label", "--", "true"], "bad/label"),
+        (["--agent", "command", "--rep", "0", "--", "true"], "rep"),
+    ):
+        proc = cli(sys.executable, ["run", "--task", "t6", "--data-dir", str(data), "--runs-dir", str(runs), *argv],
+                   folder)  # fmt: skip
+        check(proc, 2, word)
+        assert not data.exists() and not runs.exists()
 
 
 def test_a_bug_is_exit_1_with_the_debug_hint(folder: Path) -> None:
