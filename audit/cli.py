@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agents": ("cmd_agents:app", "The agent dispatch table: CLIs, models, endpoints' environment variables."),
     "review": ("cmd_review:review", "A run's verdict with its evidence, for a human reviewer (Markdown or HTML)."),
     "rules": ("cmd_rules:app", "The rules verdicts are judged by."),
+    "export": ("cmd_export:export", "Export runs for other tools: Inspect evaluation logs, or a verifiable bundle."),
 }
 
 
