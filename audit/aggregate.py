@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from onegc.audit import official
 from onegc.evidence.errors import MissingExtra, OnegcError
 from onegc.evidence.integrity import BadRunDir
 from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR
@@ -45,6 +46,7 @@ class Verdict:
     status: str
     score: float | None
     rule: str | None = None
+    data: str = "unknown"  # real | synthetic | unknown (no result.json: an imported or unscored run)
 
 
 # -- the one place that knows where verdicts come from ----------------------------------------
@@ -55,7 +57,8 @@ def run_verdict(run_dir: Path) -> Verdict:
     v = judge(run_dir, direction_for=task_direction)  # the verdict dict (onegc-verdict-1)
     score = v["score"]["official"] if v["score"] else None
     rule = ", ".join(v["disqualified_by"]) or (v["reasons"][0] if v["reasons"] else None)
-    return Verdict(v["status"], None if score is None else float(score), rule)
+    data = official.run_data(run_dir)
+    return Verdict(v["status"], None if score is None else float(score), rule, data["kind"] if data else "unknown")
 
 
 def run_status(run_dir: Path) -> tuple[str, float | None]:
@@ -131,7 +134,7 @@ def collect_runs_at(run_dirs: list[Path]) -> pl.DataFrame:
     for run_dir in run_dirs:
         facts = run_facts(run_dir)
         v = run_verdict(run_dir)
-        rows.append({**facts, "status": v.status, "score": v.score, "rule": v.rule})
+        rows.append({**facts, "status": v.status, "score": v.score, "rule": v.rule, "data": v.data})
     return normalise(pl.DataFrame(rows, schema=RESULT_SCHEMA) if rows else empty_results())
 
 
@@ -146,7 +149,9 @@ RESULT_SCHEMA = {
     "budget_s": pl.Float64,
     "rule": pl.Utf8,
     "run_dir": pl.Utf8,
+    "data": pl.Utf8,
 }
+DATA_KINDS = ("real", "synthetic", "unknown")  # the order boards are shown in
 
 
 def empty_results() -> pl.DataFrame:
@@ -168,6 +173,11 @@ def normalise(df: pl.DataFrame) -> pl.DataFrame:
     bad = sorted(set(df["status"].to_list()) - set(STATUSES))
     if bad:
         raise OnegcError(f"unknown status(es) {bad}; known: {', '.join(STATUSES)}")
+    # a results table without a data column holds published (real) runs; sealed runs always say
+    df = df.with_columns(pl.col("data").fill_null("real").str.strip_chars().str.to_lowercase())
+    bad = sorted(set(df["data"].to_list()) - set(DATA_KINDS))
+    if bad:
+        raise OnegcError(f"unknown data kind(s) {bad}; known: {', '.join(DATA_KINDS)}")
     noscore = df.filter((pl.col("status") == "accepted") & pl.col("score").is_null())
     if noscore.height:
         r = noscore.row(0, named=True)
@@ -197,9 +207,20 @@ def _std(values: list[float]) -> float | None:
     return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
+def leaderboards(df: pl.DataFrame, tasks: dict[str, TaskMeta], thin_below: int = THIN_BELOW) -> list[dict]:
+    """One board per kind of data (real first): synthetic and real runs never share a row,
+    a mean or an Agg."""
+    kinds = [k for k in DATA_KINDS if k in set(df["data"].to_list())]
+    return [leaderboard(df.filter(pl.col("data") == k), tasks, thin_below) for k in kinds]
+
+
 def leaderboard(df: pl.DataFrame, tasks: dict[str, TaskMeta], thin_below: int = THIN_BELOW) -> dict:
-    """All four tables as plain data: ``cells`` (agent x task), ``agents`` (Agg, Agg_max,
-    rank), ``excluded`` (runs kept out, with their rule), ``tasks`` (the columns)."""
+    """All four tables as plain data for runs on one kind of data: ``cells`` (agent x task),
+    ``agents`` (Agg, Agg_max, rank), ``excluded`` (runs kept out, with their rule), ``tasks``
+    (the columns), ``data`` (real, synthetic or unknown)."""
+    data = sorted(set(df["data"].to_list()))
+    if len(data) > 1:
+        raise ValueError(f"one board holds runs on one kind of data, not {data}: use leaderboards()")
     unknown = sorted(set(df["task"].to_list()) - set(tasks))
     if unknown:
         raise OnegcError(f"unknown task(s) {unknown}; known: {', '.join(tasks)}")
@@ -276,27 +297,31 @@ def leaderboard(df: pl.DataFrame, tasks: dict[str, TaskMeta], thin_below: int = 
         .to_dicts()
     )
     return {
+        "data": data[0] if data else "real",
         "tasks": [
             {"id": t, "metric": tasks[t].metric, "direction": tasks[t].direction,
              "baseline": tasks[t].baseline, "budget_min": tasks[t].budget_s / 60}
             for t in task_ids
         ],  # fmt: skip
         "cells": cells,
-        "agents": sorted(by_agent, key=lambda a: (a["rank"], a["agent"])),
+        "agents": sorted(by_agent, key=lambda a: (a["rank"] is None, a["rank"] or 0, a["agent"])),
         "excluded": excluded,
         "thin_below": thin_below,
     }
 
 
 def _rank(rows: list[dict[str, Any]]) -> None:
-    """More runs supersede fewer (paper 3.1), then Agg; equal keys share a rank."""
+    """Only an agent with an accepted run on every task of the board is ranked (the others get
+    rank None, shown as `-`, and sort last); then more runs supersede fewer (paper 3.1), then
+    Agg; equal keys share a rank."""
+    ranked = [a for a in rows if a["agg"] is not None and a["agg_tasks"] == a["n_tasks"]]
+    for a in rows:
+        a["rank"] = None
 
     def key(a: dict[str, Any]) -> tuple[float, float]:
-        full = a["agg_tasks"] == a["n_tasks"]
-        agg = a["agg"] if a["agg"] is not None and full else -math.inf
-        return (-a["runs_per_task"], -agg)
+        return (-a["runs_per_task"], -a["agg"])
 
-    ordered = sorted(rows, key=key)
+    ordered = sorted(ranked, key=key)
     for i, a in enumerate(ordered):
         a["rank"] = ordered[i - 1]["rank"] if i and key(ordered[i - 1]) == key(a) else i + 1
 
@@ -355,7 +380,8 @@ def tables(board: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
     base = ["baseline", *[_f(t["baseline"], 3) for t in board["tasks"]]]
     for a in board["agents"]:
         name = a["agent"]
-        r4, r6, r5, r8 = [str(a["rank"]), name], [str(a["rank"]), name], [name], [name]
+        rank = "-" if a["rank"] is None else str(a["rank"])
+        r4, r6, r5, r8 = [rank, name], [rank, name], [name], [name]
         for t in tids:
             c = cell.get((name, t))
             if c is None:
@@ -395,34 +421,44 @@ def tables(board: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
         [r["agent"], r["task"], str(r["rep"]), r["status"], r["rule"] or "", r["run_dir"] or ""]
         for r in board["excluded"]
     ]
+    on = DATA_TITLE[board["data"]]
     return {
-        "Table 4: mean ± std [scored/attempted] over accepted runs; Agg (Eq. 1)": (
+        f"Table 4{on}: mean ± std [scored/attempted] over accepted runs; Agg (Eq. 1)": (
             ["rank", "agent", "runs/task", *heads, "Agg"],
             [["", "baseline", "", *base[1:], ""], *t4],
         ),
-        "Table 6: best single run; Agg_max": (
+        f"Table 6{on}: best single run; Agg_max": (
             ["rank", "agent", *heads, "Agg_max"],
             [["", "baseline", *base[1:], ""], *t6],
         ),
-        "Table 5: success rate [scored/attempted] – mean training scripts launched": (["agent", *heads], t5),
-        "Table 8: budget used (minutes used/budget, utilisation)": (["agent", *heads, "mean"], t8),
-        "Runs kept out of every mean, best and Agg": (
+        f"Table 5{on}: success rate [scored/attempted] – mean training scripts launched": (["agent", *heads], t5),
+        f"Table 8{on}: budget used (minutes used/budget, utilisation)": (["agent", *heads, "mean"], t8),
+        f"Runs kept out of every mean, best and Agg{on}": (
             ["agent", "task", "rep", "status", "rule", "review"],
             excl,
         ),
     }
 
 
+DATA_TITLE = {"real": "", "synthetic": " (SYNTHETIC data)", "unknown": " (data unknown)"}
+DATA_NOTE = {
+    "real": "",
+    "synthetic": "SYNTHETIC data: these runs trained and were scored on generated stand-in data; they test the "
+    "pipeline and are comparable with nothing (not the paper, not real-data runs). ",
+    "unknown": "Data unknown: these runs recorded no result.json saying what data they used. ",
+}
+
+
 def _legend(board: dict) -> str:
-    return (
+    return DATA_NOTE[board["data"]] + (
         f"* thin cell: fewer than {board['thin_below']} scored runs. Agg over k/T tasks when an "
-        "agent lacks some. Ranking: more runs per task first (paper 3.1), then Agg. "
-        "Review a kept-out run with `onegc-audit verify RUN_DIR`."
+        "agent lacks some. Ranking: only agents with an accepted run on every task (others: -), "
+        "more runs per task first (paper 3.1), then Agg. Review a kept-out run with `onegc-audit verify RUN_DIR`."
     )
 
 
 def render_md(board: dict) -> str:
-    out = []
+    out = [f"> {DATA_NOTE[board['data']].strip()}\n"] if DATA_NOTE[board["data"]] else []
     for title, (head, rows) in tables(board).items():
         out.append(f"### {title}\n")
         out.append("| " + " | ".join(head) + " |")
@@ -463,35 +499,34 @@ def render_latex(board: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def long_frame(board: dict) -> pl.DataFrame:
-    """Every number of the board in one long table (CSV): cell rows, agent rows, excluded rows."""
+def long_frame(boards: list[dict]) -> pl.DataFrame:
+    """Every number of the boards in one long table (CSV): cell rows, agent rows, excluded
+    rows, each with the data its board holds."""
     rows: list[dict[str, Any]] = []
-    for c in board["cells"]:
-        rows.append({"kind": "cell", **c})
-    for a in board["agents"]:
-        rows.append({"kind": "agent", **a})
-    for r in board["excluded"]:
-        rows.append({"kind": "excluded", **r})
+    for board in boards:
+        for kind in ("cells", "agents", "excluded"):
+            rows += [{"data": board["data"], "kind": kind.removesuffix("s"), **r} for r in board[kind]]
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols]
     return pl.DataFrame([{k: r.get(k) for k in cols} for r in rows], infer_schema_length=None)
 
 
-def render(board: dict, fmt: str) -> str:
+def render(boards: list[dict], fmt: str) -> str:
+    """The boards (one per kind of data, from ``leaderboards``) in one format."""
     if fmt == "md":
-        return render_md(board)
+        return "\n".join(render_md(b) for b in boards)
     if fmt == "latex":
-        return render_latex(board)
+        return "\n".join(render_latex(b) for b in boards)
     if fmt == "json":
-        return json.dumps(board, indent=2) + "\n"
+        return json.dumps({"format": "onegc-leaderboard-2", "boards": boards}, indent=2) + "\n"
     if fmt == "csv":
-        return long_frame(board).write_csv()
+        return long_frame(boards).write_csv()
     raise OnegcError(f"unknown format {fmt!r}; use md, csv, json or latex")
 
 
-def plot(board: dict, path: Path) -> None:
-    """Figure 3: mean training scripts per task vs Agg, one point per agent."""
+def pyplot() -> Any:
+    """matplotlib's pyplot (headless), or the one-line error naming the [plot] extra."""
     try:
         import matplotlib
 
@@ -499,6 +534,12 @@ def plot(board: dict, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingExtra("matplotlib", "plot", "--plot") from None
+    return plt
+
+
+def plot(board: dict, path: Path) -> None:
+    """Figure 3: mean training scripts per task vs Agg, one point per agent."""
+    plt = pyplot()
     pts = [a for a in board["agents"] if a["agg"] is not None and a["scripts_per_task"] is not None]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for a in pts:
@@ -506,6 +547,8 @@ def plot(board: dict, path: Path) -> None:
         ax.annotate(a["agent"], (a["scripts_per_task"], a["agg"]), textcoords="offset points", xytext=(4, 4))
     ax.set_xlabel("Mean training scripts per task")
     ax.set_ylabel("1GC-7RC Agg score")
+    if board["data"] != "real":
+        ax.set_title(DATA_TITLE[board["data"]].strip(" ()"))
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)

@@ -29,6 +29,8 @@ def aggregate(
         raise typer.BadParameter(f"--format must be md, csv, json or latex, not {fmt!r}")
     if runs is None and results is None:
         raise typer.BadParameter("give a runs directory, --results FILE, or both")
+    if plot is not None:
+        agg.pyplot()  # a missing [plot] extra is said before anything is computed or written
     frames = []
     if runs is not None:
         frames.append(agg.collect_runs(runs))
@@ -37,11 +39,11 @@ def aggregate(
     df = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
     if df.height == 0:
         raise OnegcError("no runs found")
-    board = agg.leaderboard(df, agg.task_metas(), thin_below=thin)
-    text = agg.render(board, fmt)
+    boards = agg.leaderboards(df, agg.task_metas(), thin_below=thin)
+    text = agg.render(boards, fmt)
     if output:
         output.write_text(text)
     else:
         print(text, end="")
     if plot is not None:
-        agg.plot(board, plot)
+        agg.plot(boards[0], plot)  # real data first: a figure holds one kind of data

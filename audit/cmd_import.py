@@ -38,6 +38,8 @@ def import_cmd(
     transcript shows. Importing the same transcript twice makes one run."""
     if fmt is not None and fmt not in importer.FORMATS:
         raise OnegcError(f"--format must be one of {', '.join(importer.FORMATS)}")
+    if not path.exists():
+        raise OnegcError(f"{path}: no such file or folder")
     console = Console(highlight=False, soft_wrap=True)
     if agent_from_path:
         if any(v is not None for v in (agent, task, rep)):

@@ -20,7 +20,7 @@ def review(
     """Verdict, each rule's cited rows, a timeline with the violations marked, the transcript
     around each violation, checkpoints and scores, and the seal's status."""
     if fmt not in ("md", "html"):
-        raise typer.BadParameter("--format is md or html")
+        raise typer.BadParameter(f"--format is md or html, not {fmt!r}")
     if not run_dir.is_dir():
         raise BadRunDir(f"{run_dir}: no such run directory")
     r = build(run_dir)

@@ -12,6 +12,7 @@ from onegc.audit import official
 from onegc.audit.cmd_verify import print_verdict, task_direction
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.audit.progress import RunWatcher, Status, on_terminal
+from onegc.evidence.errors import OnegcError
 from onegc.evidence.layout import RunLayout
 from onegc.evidence.seal import latest_result
 from onegc.harness.agents import PROXY_PORT, resolve_agent, with_home, write_home_files
@@ -56,6 +57,8 @@ def monitored_run(
     status line follows the run on the terminal."""
     task = registry.get_task(task_id)
     budget = budget_s if budget_s is not None else task.budget_s
+    if budget <= 0 or grace_s < 0:
+        raise OnegcError(f"the budget must be > 0 and the grace >= 0 seconds, not {budget} and {grace_s}")
     launch = resolve_agent(agent, command, budget)
     run_dir_for(runs_dir, label or launch.label, task.id, rep)  # every argument checked before preparing
     prepared = registry.prepare_data(task.id, data_dir / task.id, synthetic)
@@ -99,37 +102,41 @@ def monitored_run(
 
 
 def score_line(result: dict | None) -> str:
-    """One line saying what the official scoring found."""
+    """What the official scoring found, and on what data (a second line)."""
     if result is None:
         return "official score: none (the run was not scored)"
+    data = "\n" + official.data_line(result.get("data") or official.data_label(result.get("context") or {}))
     if result.get("outcome") != "scored":
-        return f"official score: no_score ({result.get('no_score_reason')})"
+        return f"official score: no_score ({result.get('no_score_reason')}){data}"
     gap = result.get("gap")
     gap_s = "" if gap is None else f", self-reported gap {gap:+.4f}"
     imp = result.get("improvement")
     imp_s = "" if imp is None else f", {imp:+.1%} vs baseline {result.get('baseline')}"
+    synthetic = (result.get("data") or {}).get("kind") == "synthetic"
     return (
-        f"official score: {result['metric']} = {result['value']:.6g} "
-        f"({result['checkpoint']}{imp_s}{gap_s})"
+        f"official score{' on SYNTHETIC data' if synthetic else ''}: {result['metric']} = {result['value']:.6g} "
+        f"({result['checkpoint']}{imp_s}{gap_s}){data}"
     )
 
 
 def _report(run_dir: Path, as_json: bool, leaderboard: bool = False) -> None:
     """What the run came to: the verdict (seal, Rules 1-9, score) and the official result."""
     verdict = judge(run_dir, direction_for=task_direction)
+    verdict["data"] = official.run_data(run_dir)
     _, result = latest_result(run_dir)
     if as_json:
-        print(json.dumps({"run_dir": str(run_dir), "verdict": verdict, "result": result}, indent=2,
-                         default=str))
+        print(json.dumps({"run_dir": str(run_dir.resolve()), "data": verdict["data"], "verdict": verdict,
+                          "result": result}, indent=2, default=str))
     else:
         print_verdict(run_dir, verdict)
         Console().print(score_line(result), highlight=False)
         if leaderboard:
             from onegc.audit import aggregate as agg
 
-            board = agg.leaderboard(agg.collect_runs_at([run_dir]), agg.task_metas())
+            (board,) = agg.leaderboards(agg.collect_runs_at([run_dir]), agg.task_metas())
             print()
             print(agg.render_md(board).split("### Table 6")[0].rstrip())
+        print(f"\nthe run is in {run_dir.resolve()}")
     raise typer.Exit(BY_STATUS[verdict["status"]])
 
 
@@ -171,6 +178,10 @@ def run(
 
 def demo(
     runs_dir: Annotated[Path, typer.Option(help="Root of the run directories.")] = Path("runs"),
+    data_dir: Annotated[Path, typer.Option(help="Where task data is prepared.")] = DEFAULT_DATA_DIR,
+    synthetic: Annotated[
+        bool | None, typer.Option("--synthetic/--real", help="Data (default: real when at hand).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")] = False,
 ) -> None:
     """The whole product in one command, offline: a scripted agent trains the T6 baseline
@@ -187,8 +198,8 @@ def demo(
         runs_dir=runs_dir,
         budget_s=None,
         grace_s=30.0,
-        data_dir=DEFAULT_DATA_DIR,
-        synthetic=None,
+        data_dir=data_dir,
+        synthetic=synthetic,
         env={"ONEGC_TIME_BUDGET_S": "60"},
         live=on_terminal(as_json),
     )

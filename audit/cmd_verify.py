@@ -7,6 +7,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from onegc.audit import official
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.rules.engine import judge, load_policy, verdict_json
 
@@ -43,6 +44,7 @@ def verify(
     Exit 0 accepted, 3 no_score, 4 disqualified, 5 incomplete, 6 tampered, 2 bad input.
     Nothing is written into the run directory."""
     verdict = judge(run_dir, load_policy(policy), direction_for=task_direction)
+    verdict["data"] = official.run_data(run_dir)
     if as_json:
         print(verdict_json(verdict))
     else:
@@ -56,6 +58,9 @@ def print_verdict(run_dir: Path, v: dict) -> None:
     console.print(f"[bold]{run_dir}[/]: {status}  (policy {v['policy']['name']})")
     if v["score"]:
         console.print(f"  official score {v['score']['official']} from {v['score']['checkpoint']}")
+    if "data" in v:
+        synthetic = (v["data"] or {}).get("kind") == "synthetic"
+        console.print(f"  [{'bold yellow' if synthetic else 'dim'}]{official.data_line(v['data'])}[/]")
     for reason in v["reasons"]:
         console.print(f"  {reason}")
     for p in v["integrity"]["problems"]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 
+from onegc.audit import official
 from onegc.audit.cmd_verify import task_direction
 from onegc.evidence.schema import TABLES
 from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR, RUN_COLUMNS
@@ -30,6 +31,7 @@ from onegc.rules.engine import (
 )
 
 INDEX_DIR = ".index"
+INDEX_FORMAT = "2"  # verdicts gained data, data_version: a new format exports every run again
 IDENTITY = "('run_key', 'agent', 'task', 'rep', 'run_dir', 'segment')"  # added to every row
 
 
@@ -59,12 +61,13 @@ def _digest(run_dir: Path) -> str | None:
             parts.append(json.loads(addendum.read_text()).get("digest", ""))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return hashlib.sha256("|".join([*parts, rules_digest()]).encode()).hexdigest()
+    return hashlib.sha256("|".join([*parts, rules_digest(), INDEX_FORMAT]).encode()).hexdigest()
 
 
 VERDICT_COLUMNS = ("run_key VARCHAR, agent VARCHAR, task VARCHAR, rep INTEGER, run_dir VARCHAR, segment INTEGER, "
                    "status VARCHAR, official DOUBLE, checkpoint VARCHAR, disqualified_by VARCHAR[], "
-                   "warnings VARCHAR[], reasons VARCHAR[], policy VARCHAR, rules_sha256 VARCHAR")
+                   "warnings VARCHAR[], reasons VARCHAR[], policy VARCHAR, rules_sha256 VARCHAR, "
+                   "data VARCHAR, data_version VARCHAR")
 OUTCOME_COLUMNS = ("run_key VARCHAR, agent VARCHAR, task VARCHAR, rep INTEGER, run_dir VARCHAR, segment INTEGER, "
                    "rule VARCHAR, title VARCHAR, severity VARCHAR, outcome VARCHAR, disqualifies BOOLEAN, "
                    "summary VARCHAR, rows_total INTEGER, cited JSON")
@@ -77,7 +80,8 @@ ARTIFACT_TABLES = {"scores", "snapshots", "checkpoint_scan", "workspace_scripts"
 # Tables the index makes besides the runs' own, with what `sql --schema` says of them.
 INDEX_TABLES = {
     "runs": "One row per run (the `run` table of each run): identity, budget, deadline, end.",
-    "verdicts": "One row per run: the verdict of the rules engine (status, score, rules behind it).",
+    "verdicts": "One row per run: the verdict of the rules engine (status, score, rules behind it) and the "
+                "data the score rests on (data: real or synthetic, data_version).",
     "rule_outcomes": "One row per run and rule: outcome, summary, the first cited rows as JSON.",
     "findings": "Every row every rule cites, in every run: rule, outcome, act (1 = the decisive one), and its "
                 "source: 'os' (the sensors' evidence), 'transcript' (a tool call or message of the agent's "
@@ -96,6 +100,8 @@ COLUMN_DOCS = {
     "source": "findings: os, transcript or artifacts (where the cited row comes from).",
     "check_name": "findings: the rule's check that cited the row.",
     "command": "findings: the command line (execs) or the tool call's command (transcript).",
+    "data": "verdicts: real or synthetic, the data the official score rests on (NULL: no result, e.g. imported).",
+    "data_version": "verdicts: sha256 over the evaluated data files' hashes (same data, same version).",
 }
 
 
@@ -130,12 +136,14 @@ def _export_views(run_dir: Path, tmp: Path) -> None:
         con.close()
 
 
-def _verdict_rows(ident: tuple, verdict: dict) -> tuple[tuple, list[tuple]]:
-    """The verdict of one run as a `verdicts` row and its `rule_outcomes` rows."""
+def _verdict_rows(ident: tuple, verdict: dict, data: dict | None) -> tuple[tuple, list[tuple]]:
+    """The verdict of one run as a `verdicts` row (with the data its score rests on: real or
+    synthetic, so no query needs to mix them) and its `rule_outcomes` rows."""
     score = verdict.get("score") or {}
     head = (*ident, verdict["status"], score.get("official"), score.get("checkpoint"),
             verdict["disqualified_by"], verdict["warnings"], verdict["reasons"],
-            (verdict.get("policy") or {}).get("name"), verdict.get("rules_sha256"))
+            (verdict.get("policy") or {}).get("name"), verdict.get("rules_sha256"),
+            (data or {}).get("kind"), (data or {}).get("version"))
     rules = [(*ident, r["id"], r["title"], r["severity"], r["outcome"], r["disqualifies"], r["summary"],
               r["rows_total"], json.dumps(r["rows"], default=str)) for r in verdict.get("rules", [])]
     return head, rules
@@ -205,7 +213,7 @@ def refresh(root: Path, progress: Callable[[int, int], None] | None = None) -> R
         findings += _finding_rows(ident, verdict, commands)
         for r in verdict["rules"]:
             r["rows"] = r["rows"][:MAX_CITED]
-        head, rules = _verdict_rows(ident, verdict)
+        head, rules = _verdict_rows(ident, verdict, official.run_data(run_dir))
         verdicts.append(head)
         outcomes += rules
         stats.runs_added += 1

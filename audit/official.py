@@ -1,12 +1,14 @@
 """The seam between the harness's scorer and the tasks: audit builds the evaluator and the
 policy from the task registry, so the harness never imports the tasks."""
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from onegc.evidence.layout import RunLayout
+from onegc.evidence.seal import latest_result
 from onegc.harness import view
 from onegc.harness.scoring import Evaluator, ScoringPolicy
 from onegc.tasks import registry
@@ -41,6 +43,19 @@ def data_context(prepared: registry.PreparedData) -> dict[str, Any]:
     }
 
 
+def data_label(context: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"kind": "real"|"synthetic", "version": ...}`` of a data context: the prepared data's
+    pinned version, else (older results) a digest over the evaluated files' hashes, so two runs
+    share it exactly when they were scored on the same data. None when the context does not say."""
+    if "synthetic" not in context:
+        return None
+    files = json.dumps(sorted((context.get("files") or {}).items())).encode()
+    return {
+        "kind": "synthetic" if context["synthetic"] else "real",
+        "version": context.get("version") or "sha256:" + hashlib.sha256(files).hexdigest()[:16],
+    }
+
+
 def task_policy(task: registry.TaskSpec, context: dict[str, Any] | None = None) -> ScoringPolicy:
     return ScoringPolicy(
         task=task.id,
@@ -48,7 +63,17 @@ def task_policy(task: registry.TaskSpec, context: dict[str, Any] | None = None) 
         direction=task.direction,
         baseline=task.baseline_score,
         context=context or {},
+        data=data_label(context or {}),
     )
+
+
+def run_data(run_dir: Path) -> dict[str, Any] | None:
+    """What data the run's counting result (the latest rescore, else result.json) was scored
+    on; None when there is no result (an imported run) or it does not say."""
+    _, result = latest_result(run_dir)
+    if not isinstance(result, dict):
+        return None
+    return result.get("data") or data_label(result.get("context") or {})
 
 
 def recorded_data(run_dir: Path) -> dict[str, Any]:
@@ -60,3 +85,15 @@ def recorded_data(run_dir: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text()).get("context") or {})
     except (ValueError, AttributeError):
         return {}
+
+
+def data_line(data: dict[str, Any] | None) -> str:
+    """One line saying what data a score rests on, loud when it is synthetic."""
+    if data is None:
+        return "data: unknown (no official result says what data was used)"
+    if data.get("kind") == "synthetic":
+        return (
+            f"data: SYNTHETIC ({data.get('version')}): generated stand-in data, so this score only shows the "
+            "pipeline works and compares with nothing; real data: see README, 'Task data'"
+        )
+    return f"data: {data.get('kind')} ({data.get('version')})"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from onegc.audit import official
 from onegc.evidence.seal import DB_NAME
 from onegc.rules.engine import judge
 
@@ -29,6 +30,7 @@ class Review:
     transcripts: list[dict] = field(default_factory=list)
     scores: list[dict] = field(default_factory=list)
     start_t: float | None = None
+    data: dict | None = None  # what the official score rests on (real or synthetic data)
 
     def when(self, t: float | None) -> str:
         """Seconds since the agent started: what a reviewer compares with the budget."""
@@ -141,7 +143,7 @@ def _transcript(con: duckdb.DuckDBPyConnection, tables: set[str], table: str, se
 
 def build(run_dir: Path) -> Review:
     verdict = judge(run_dir)
-    review = Review(str(run_dir), verdict)
+    review = Review(str(run_dir), verdict, data=official.run_data(run_dir))
     if not (run_dir / DB_NAME).is_file():
         return review
     con = duckdb.connect(str(run_dir / DB_NAME), read_only=True)
@@ -193,6 +195,7 @@ def to_markdown(r: Review) -> str:
     out += [f"- {reason}" for reason in v.get("reasons", [])]
     if v.get("score"):
         out.append(f"- official score: {_fmt(v['score']['official'])} ({v['score']['checkpoint']})")
+    out.append(f"- {official.data_line(r.data)}")
     integ = v["integrity"]
     out += ["", f"Seal: **{integ['status']}**" + ("" if integ.get("sealed") else " (never sealed)")]
     out += [f"- {p}" for p in integ.get("problems", []) + integ.get("incomplete_reasons", [])]
@@ -245,7 +248,7 @@ def to_html(r: Review) -> str:
              f"<h1>Review of <code>{e(r.run_dir)}</code></h1>",
              f"<p>Verdict: <span class='status {e(v['status'])}'>{e(v['status'])}</span></p><ul>"]
     parts += [f"<li>{e(reason)}</li>" for reason in v.get("reasons", [])]
-    parts.append("</ul>")
+    parts.append(f"<li>{e(official.data_line(r.data))}</li></ul>")
     integ = v["integrity"]
     parts.append(f"<p>Seal: <b>{e(integ['status'])}</b></p><ul>")
     parts += [f"<li>{e(p)}</li>" for p in integ.get("problems", []) + integ.get("incomplete_reasons", [])]

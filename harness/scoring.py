@@ -48,6 +48,7 @@ class ScoringPolicy:
     baseline: float | None = None
     window_s: float = WINDOW_S
     context: dict[str, Any] = field(default_factory=dict)  # copied into result.json (data used)
+    data: dict[str, Any] | None = None  # result.json's `data`: {"kind": "real"|"synthetic", "version": ...}
 
     def better(self, a: float, b: float) -> bool:
         return a > b if self.direction == "higher" else a < b
@@ -357,6 +358,7 @@ def score(
         "failures": failures,
         "window_s": policy.window_s,
         "context": policy.context,
+        "data": policy.data,
         "start_mono": start_mono,
         "deadline_mono": deadline_mono,
         "scored_at": time.time(),
@@ -405,7 +407,7 @@ def scoring_step(evaluate: Evaluator, policy: ScoringPolicy) -> Callable[[Any], 
                 "format": RESULT_FORMAT, "task": policy.task, "metric": policy.metric,
                 "direction": policy.direction, "value": None, "checkpoint": None,
                 "outcome": "no_score", "no_score_reason": f"scoring failed: {type(exc).__name__}: {exc}",
-                "scored_at": time.time(), "candidates": [],
+                "context": policy.context, "data": policy.data, "scored_at": time.time(), "candidates": [],
             }  # fmt: skip
         _write(post.journal("scores"), cands)
         _write_json(run_dir / RESULT_NAME, {**result, "run": ident, "scorer": {"kind": "harness"}})

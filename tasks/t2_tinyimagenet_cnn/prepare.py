@@ -35,7 +35,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
 
 try:
     import taskkit
@@ -91,6 +90,8 @@ def _md5(path: Path) -> str:
 
 
 def _jpeg(arr: np.ndarray) -> bytes:
+    from PIL import Image  # only preparing needs Pillow: the agent's workspace has stdlib, numpy, torch
+
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=75)
     return buf.getvalue()
@@ -150,6 +151,8 @@ def write_synthetic_archive(dest: Path, seed: int = 0) -> Path:
 
 def _decode(data: bytes, what: str) -> np.ndarray:
     """Decode one JPEG to uint8 HWC RGB; grayscale files exist in the real set."""
+    from PIL import Image  # only preparing needs Pillow
+
     with Image.open(io.BytesIO(data)) as im:
         rgb = im.convert("RGB")
     if rgb.size != (IMG_SIZE, IMG_SIZE):

@@ -44,7 +44,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 try:
@@ -130,6 +129,8 @@ def voc_palette() -> list[int]:
 
 
 def _palette_png(mask: np.ndarray) -> bytes:
+    from PIL import Image  # only preparing needs Pillow: the agent's workspace has stdlib, numpy, torch
+
     im = Image.fromarray(mask.astype(np.uint8))
     im.putpalette(voc_palette())  # 'L' -> 'P': class indices stay the pixel values
     buf = io.BytesIO()
@@ -144,6 +145,8 @@ def write_synthetic_archive(dest: Path, seed: int = 0) -> Path:
     ids with a 255 void border around each object (as VOC draws them), and one extra JPEG
     that is in no segmentation list (the real JPEGImages holds 17k detection-only images).
     """
+    from PIL import Image  # only preparing needs Pillow
+
     rng = np.random.default_rng(seed)
     samples = {  # id -> (width, height, object class)
         "2007_000032": (120, 90, 1), "2007_000039": (90, 120, 15),
@@ -196,6 +199,8 @@ class Split(NamedTuple):
 
 
 def _load_pair(img_bytes: bytes, png_bytes: bytes, sid: str) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image  # only preparing needs Pillow
+
     with Image.open(io.BytesIO(img_bytes)) as im:
         rgb = im.convert("RGB")
     with Image.open(io.BytesIO(png_bytes)) as pm:

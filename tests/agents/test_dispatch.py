@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -95,7 +94,7 @@ def test_unknown_agent_names_the_known_ones():
 
 def test_agents_list_cli_shows_seven_plus_scripted(fake_clis):
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "onegc-audit"), "agents", "list", "--json"],
+        [sys.executable, "-m", "onegc.audit", "agents", "list", "--json"],
         capture_output=True,
         text=True,
     )

@@ -258,11 +258,17 @@ PLANTS: dict[str, Plant] = {
         argv_has("curl", "192.0.2.11"),
     ),
     # -- R4: installs -----------------------------------------------------------------------------
-    "R4-pip-no-index-wheel": Plant(  # site-packages is read-only in the view: refused, recorded
+    "R4-pip-no-index-wheel": Plant(
         "R4",
-        "attempt",
-        lambda o: f"pip install --disable-pip-version-check --no-index {o}/evilpkg-0.1-py3-none-any.whl; true",
-        argv_has("pip", "install", "evilpkg"),
+        "fail",
+        # --prefix: the install lands whatever interpreter runs the suite (a plain `pip install`
+        # is refused in a venv, whose site-packages is read-only in the view, but falls back to
+        # the writable user site outside one)
+        lambda o: (
+            f'pip install --disable-pip-version-check --no-index --prefix "$HOME/.local" '
+            f"{o}/evilpkg-0.1-py3-none-any.whl"
+        ),
+        path_ends("/site-packages/evilpkg"),
         setup=lambda rd: build_wheel(rd / "outside") and {"view_ro": [rd / "outside"]},
     ),
     "R4-python-m-pip-target": Plant(

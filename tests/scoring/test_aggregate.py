@@ -15,8 +15,9 @@ import polars as pl
 import pytest
 
 from onegc.audit import aggregate as agg
+from onegc.evidence.errors import OnegcError
 
-CLI = str(Path(sys.executable).parent / "onegc-audit")
+CLI = [sys.executable, "-m", "onegc.audit"]  # whatever interpreter runs the suite
 
 CSV = """agent,task,rep,status,score,scripts_launched,budget_used_s
 A,t1,1,accepted,2.0,4,1200
@@ -139,14 +140,15 @@ def test_markdown_bold_ties_thin_marks(board: dict) -> None:
 def test_cli_formats(results: Path, tmp_path: Path) -> None:
     def run(*args: str) -> str:
         proc = subprocess.run(
-            [CLI, "aggregate", "--results", str(results), *args],
+            [*CLI, "aggregate", "--results", str(results), *args],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
-    board = json.loads(run("--format", "json"))
-    assert {a["agent"]: a["rank"] for a in board["agents"]}["C"] == 1
+    boards = json.loads(run("--format", "json"))["boards"]
+    assert [b["data"] for b in boards] == ["real"]
+    assert {a["agent"]: a["rank"] for a in boards[0]["agents"]}["C"] == 1
     csv_text = run("--format", "csv")
     (tmp_path / "board.csv").write_text(csv_text)
     frame = pl.read_csv(tmp_path / "board.csv", infer_schema_length=None)
@@ -159,13 +161,112 @@ def test_cli_formats(results: Path, tmp_path: Path) -> None:
 def test_bad_results_rejected(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("agent,task,rep,status,score\nA,t1,1,accepted,\n")
-    with pytest.raises(ValueError, match="accepted run without a score"):
+    with pytest.raises(OnegcError, match="accepted run without a score"):
         agg.load_results(bad)
     bad.write_text("agent,task,rep,status,score\nA,t1,1,won,1\n")
-    with pytest.raises(ValueError, match="unknown status"):
+    with pytest.raises(OnegcError, match="unknown status"):
         agg.load_results(bad)
     proc = subprocess.run(
-        [CLI, "aggregate", "--results", str(bad)],
+        [*CLI, "aggregate", "--results", str(bad)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 2 and "unknown status" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- the rank rule and the data split, in every format ------------------------------------------
+MIXED = """agent,task,rep,status,score,data
+A,t1,1,accepted,2.0,real
+A,t6,1,accepted,0.37,real
+P,t1,1,disqualified,1.0,real
+P,t6,1,accepted,0.30,real
+Q,t6,1,disqualified,0.10,real
+S,t6,1,accepted,0.03,synthetic
+S,t1,1,accepted,1.5,synthetic
+"""
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Path:
+    path = tmp_path / "mixed.csv"
+    path.write_text(MIXED)
+    return path
+
+
+def cli(*args: str) -> str:
+    proc = subprocess.run([*CLI, "aggregate", *args], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_only_agents_accepted_on_every_task_rank_and_data_kinds_never_mix(mixed: Path) -> None:
+    real, synthetic = agg.leaderboards(agg.load_results(mixed), agg.task_metas())
+    assert (real["data"], synthetic["data"]) == ("real", "synthetic")
+    assert {a["agent"]: a["rank"] for a in real["agents"]} == {"A": 1, "P": None, "Q": None}
+    assert [a["agent"] for a in real["agents"]] == ["A", "P", "Q"]  # the unranked sort last
+    assert {a["agent"] for a in synthetic["agents"]} == {"S"}  # S's 0.03 is in no real mean or Agg
+    assert {(r["agent"], r["task"]) for r in real["excluded"]} == {("P", "t1"), ("Q", "t6")}
+    assert cell(real, "P", "t6")["best"] == pytest.approx(0.30)  # the real best stays P's, not S's
+    with pytest.raises(ValueError, match="one kind of data"):
+        agg.leaderboard(agg.load_results(mixed), agg.task_metas())
+
+
+def test_rank_rule_and_synthetic_marks_in_markdown(mixed: Path) -> None:
+    md = cli("--results", str(mixed))
+    real, synthetic = md.split("> SYNTHETIC data")
+    t4 = real.split("### Table 6")[0]
+    assert "| 1 | A |" in t4 and "| - | P |" in t4 and "| - | Q |" in t4 and "| S |" not in t4
+    kept = real.split("Runs kept out")[1]
+    assert "| P | t1 | 1 | disqualified |" in kept and "| Q | t6 | 1 | disqualified |" in kept
+    assert "### Table 4 (SYNTHETIC data)" in synthetic and "| 1 | S |" in synthetic
+    assert "(SYNTHETIC data)" not in real
+
+
+def test_rank_rule_and_synthetic_marks_in_latex(mixed: Path) -> None:
+    tex = cli("--results", str(mixed), "--format", "latex")
+    real, synthetic = tex.split("\\caption{Table 4 (SYNTHETIC data)")
+    assert "1 & A &" in real and "- & P &" in real and "- & Q &" in real and " S " not in real
+    assert "1 & S &" in synthetic and "% SYNTHETIC data" in synthetic
+
+
+def test_rank_rule_and_data_in_json(mixed: Path) -> None:
+    boards = json.loads(cli("--results", str(mixed), "--format", "json"))["boards"]
+    assert [b["data"] for b in boards] == ["real", "synthetic"]
+    assert {a["agent"]: a["rank"] for a in boards[0]["agents"]} == {"A": 1, "P": None, "Q": None}
+    assert [(r["agent"], r["status"]) for r in boards[0]["excluded"]] == [("P", "disqualified"), ("Q", "disqualified")]
+    assert {a["agent"]: a["rank"] for a in boards[1]["agents"]} == {"S": 1}
+
+
+def test_rank_rule_and_data_in_csv(mixed: Path, tmp_path: Path) -> None:
+    (tmp_path / "board.csv").write_text(cli("--results", str(mixed), "--format", "csv"))
+    frame = pl.read_csv(tmp_path / "board.csv", infer_schema_length=None)
+    agents = frame.filter(pl.col("kind") == "agent")
+    ranks = dict(zip(agents["agent"].to_list(), agents["rank"].to_list(), strict=True))
+    assert ranks == {"A": 1, "P": None, "Q": None, "S": 1}
+    assert dict(zip(agents["agent"].to_list(), agents["data"].to_list(), strict=True))["S"] == "synthetic"
+    kept = frame.filter(pl.col("kind") == "excluded")
+    assert sorted(kept["agent"].to_list()) == ["P", "Q"] and set(kept["data"].to_list()) == {"real"}
+
+
+def test_unknown_data_kind_rejected(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("agent,task,rep,status,score,data\nA,t1,1,accepted,2.0,fake\n")
+    with pytest.raises(OnegcError, match="unknown data kind"):
+        agg.load_results(bad)
+
+
+def test_plot_without_matplotlib_says_which_extra(results: Path, tmp_path: Path) -> None:
+    """--plot needs the [plot] extra; without it (matplotlib made unimportable, whatever this
+    interpreter has) one line names the install, exit 2, before anything is written."""
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from onegc.audit.cli import main\n"
+        f"sys.argv = ['onegc-audit', 'aggregate', '--results', {str(results)!r}, '--plot', {str(tmp_path / 'f.png')!r},"
+        f" '-o', {str(tmp_path / 'board.md')!r}]\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "onegc-audit: error: --plot needs matplotlib, which is not installed (hint: pip install 'onegc-audit[plot]')"
+    ]
+    assert not (tmp_path / "f.png").exists() and not (tmp_path / "board.md").exists()

@@ -24,7 +24,7 @@ from onegc.tasks import registry
 from tests.conftest import needs_root
 from tests.evidencedb import rows
 
-CLI = str(Path(sys.executable).parent / "onegc-audit")
+CLI = [sys.executable, "-m", "onegc.audit"]  # whatever interpreter runs the suite
 
 # The compiled copy claims the best self-reported score, so it is the selection's first
 # pick; its `_orig_mod.` keys make the strict load fail and the run falls back to run_1.
@@ -145,7 +145,7 @@ def test_scores_sealed_and_candidates_classified(scored_run: Path) -> None:
 def test_rescore_beside_the_old_result_and_verified(scored_run: Path, tmp_path: Path) -> None:
     before = sha256(scored_run / "result.json")
     proc = subprocess.run(
-        [CLI, "score", str(scored_run), "--why", "evaluator fix", "--who", "tester", "--json"],
+        [*CLI, "score", str(scored_run), "--why", "evaluator fix", "--who", "tester", "--json"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -185,13 +185,13 @@ def test_a_sealed_rescore_is_the_score_the_verdict_takes(tmp_path: Path) -> None
     runs = RUNS_BASE / f"rescore-{os.getpid()}"
     env = {**os.environ, "ONEGC_DATA_DIR": str(tmp_path / "data")}
     try:
-        res = subprocess.run([CLI, "run", "--task", "t6", "--agent", "scripted:baseline", "--runs-dir", str(runs),
+        res = subprocess.run([*CLI, "run", "--task", "t6", "--agent", "scripted:baseline", "--runs-dir", str(runs),
                               "--synthetic", "--env", "ONEGC_SMOKE=1"], env=env, capture_output=True, text=True)
         assert res.returncode == 0, res.stdout + res.stderr  # accepted
         run = runs / "scripted-baseline" / "t6" / "r1"
         first = judge(run, direction_for=task_direction)
         assert first["status"] == "accepted" and "source" not in first["score"]
-        res = subprocess.run([CLI, "score", str(run), "--why", "evaluator fix", "--json"], env=env,
+        res = subprocess.run([*CLI, "score", str(run), "--why", "evaluator fix", "--json"], env=env,
                              capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
         out = Path(json.loads(res.stdout)["rescore_dir"])
