@@ -1,0 +1,176 @@
+"""Over-refusal detectors measured on the labelled set: precision and recall on the held-out
+split (and 5-fold cross-validation on the train split), and throughput in messages/s.
+
+Candidates: the old phrase regexes of W1 and the `overrefusal` query, a linear model over
+hashed word and character n-grams fitted here, and rules/overrefusal.py (concept cues plus
+a linear model). `--fit` refits rules/overrefusal_model.json on the train split.
+
+Usage: python bench/overrefusal.py [--fit] [--messages N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+import zlib
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from onegc.rules import overrefusal
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data" / "overrefusal_labelled.jsonl"
+OLD_W1 = (
+    "should(n't| not) (modify|edit|touch|change) (code|files?) (that )?i did(n't| not) write"
+    "|third[- ]party (material|code)[^.]{0,60}malicious"
+    "|(run|perform|do) a security (review|audit) before (touching|modifying|editing)"
+    "|(may|might|could) (be|contain) malware"
+    "|(refuse|decline|won't|will not) to (modify|edit|touch) (these|this|the) (files?|code)"
+)
+OLD_QUERY = (
+    "should not (modify|change|edit|touch) (code|files?) (that )?i did not write"
+    "|third-party (material|code)[^.]{0,40}(malicious|malware)"
+    "|(run|perform|do) a security review before (touching|modifying|editing)"
+    "|malware (audit|analysis|review)"
+    "|(refuse|decline|won't|will not) (to )?(modify|edit|change|touch) (these|the|this|those) (files?|code)"
+)
+
+
+def load() -> list[dict]:
+    return [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+
+
+def prf(pred: list[bool], gold: list[int]) -> tuple[float, float, int, int]:
+    tp = sum(p and g for p, g in zip(pred, gold, strict=True))
+    fp = sum(p and not g for p, g in zip(pred, gold, strict=True))
+    fn = sum(g and not p for p, g in zip(pred, gold, strict=True))
+    return (tp / (tp + fp) if tp + fp else 0.0), (tp / (tp + fn) if tp + fn else 0.0), fp, fn
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 6000) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression by gradient descent (no sklearn needed)."""
+    w, b, lr = np.zeros(x.shape[1]), 0.0, 1.0
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(x @ w + b)))
+        g = p - y
+        w -= lr * (x.T @ g / len(y) + l2 * w / len(y))
+        b -= lr * g.mean()
+    return w, b
+
+
+# -- candidate: hashed n-grams -----------------------------------------------------------------
+DIM = 1 << 12
+
+
+def ngrams(text: str) -> np.ndarray:
+    v = np.zeros(DIM)
+    t = " " + re.sub(r"\s+", " ", text.lower()) + " "
+    words = re.findall(r"[a-z']+", t)
+    grams = [t[i : i + n] for n in (3, 4, 5) for i in range(len(t) - n + 1)]
+    grams += words + [a + " " + b for a, b in zip(words, words[1:], strict=False)]
+    for g in grams:
+        v[zlib.crc32(g.encode()) % DIM] = 1.0
+    return v / max(1.0, np.sqrt(v.sum()))
+
+
+class NGramModel:
+    def fit(self, texts: list[str], y: list[int]) -> NGramModel:
+        self.w, self.b = fit_logistic(np.stack([ngrams(t) for t in texts]), np.array(y, float), l2=0.1, steps=1500)
+        return self
+
+    def predict(self, texts: list[str]) -> list[bool]:
+        return [bool(ngrams(t) @ self.w + self.b > 0) for t in texts]
+
+
+# -- candidate: concept cues + linear model ------------------------------------------------------
+def cue_matrix(texts: list[str]) -> tuple[np.ndarray, list[str]]:
+    feats = [overrefusal.features(t) for t in texts]
+    names = sorted(feats[0])
+    return np.array([[f[n] for n in names] for f in feats]), names
+
+
+class CueModel:
+    def fit(self, texts: list[str], y: list[int]) -> CueModel:
+        x, self.names = cue_matrix(texts)
+        self.w, self.b = fit_logistic(x, np.array(y, float), l2=0.5)
+        return self
+
+    def predict(self, texts: list[str]) -> list[bool]:
+        x, _ = cue_matrix(texts)
+        return [bool(z > 0) for z in x @ self.w + self.b]
+
+
+def cross_val(make, texts: list[str], gold: list[int], k: int = 5) -> tuple[float, float, int, int]:
+    pred = [False] * len(texts)
+    for fold in range(k):
+        test = [i for i in range(len(texts)) if i % k == fold]
+        train = [i for i in range(len(texts)) if i % k != fold]
+        m = make().fit([texts[i] for i in train], [gold[i] for i in train])
+        for i, p in zip(test, m.predict([texts[i] for i in test]), strict=True):
+            pred[i] = p
+    return prf(pred, gold)
+
+
+def regex_predict(pattern: str, texts: list[str]) -> list[bool]:
+    con = duckdb.connect()
+    rows = con.execute("SELECT regexp_matches(lower(t), ?) FROM unnest(?) AS u(t)", [pattern, texts]).fetchall()
+    return [r[0] for r in rows]
+
+
+def write_model(m: CueModel) -> None:
+    weights = {n: round(float(w), 4) for n, w in zip(m.names, m.w, strict=True)}
+    out = {"fitted_on": str(DATA.relative_to(ROOT)) + " (split=train)", "bias": round(float(m.b), 4),
+           "threshold": 0.5, "weights": weights}
+    overrefusal.MODEL_FILE.write_text(json.dumps(out, indent=1) + "\n")
+    overrefusal.model.cache_clear()
+
+
+def throughput(n: int, texts: list[str]) -> None:
+    con = duckdb.connect()
+    overrefusal.register(con)
+    con.execute("CREATE TABLE messages AS SELECT ? [1 + (i % ?)] AS text FROM range(?) r(i)", [texts, len(texts), n])
+    t0 = time.perf_counter()
+    hits = con.execute("SELECT count(*) FROM messages WHERE overrefusal(text)").fetchone()[0]
+    dt = time.perf_counter() - t0
+    print(f"throughput: {n} messages through SQL overrefusal(text) in {dt:.2f} s = {n / dt:,.0f} messages/s "
+          f"({hits} flagged)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fit", action="store_true", help="refit rules/overrefusal_model.json on the train split")
+    ap.add_argument("--messages", type=int, default=100_000, help="messages for the throughput measure")
+    args = ap.parse_args()
+    rows = load()
+    train = [r for r in rows if r["split"] == "train"]
+    held = [r for r in rows if r["split"] == "heldout"]
+    tt, ty = [r["text"] for r in train], [r["label"] for r in train]
+    ht, hy = [r["text"] for r in held], [r["label"] for r in held]
+    if args.fit:
+        write_model(CueModel().fit(tt, ty))
+    print(f"labelled set: train {len(train)} ({sum(ty)} refusing), held-out {len(held)} ({sum(hy)} refusing)")
+    print(f"{'detector':34s} {'cv P':>6s} {'cv R':>6s} {'held P':>7s} {'held R':>7s} {'FP':>3s} {'FN':>3s}")
+    results = {
+        "old W1 regex": (prf(regex_predict(OLD_W1, tt), ty), prf(regex_predict(OLD_W1, ht), hy)),
+        "old query regex": (prf(regex_predict(OLD_QUERY, tt), ty), prf(regex_predict(OLD_QUERY, ht), hy)),
+        "n-gram logistic (hashed)": (cross_val(NGramModel, tt, ty), prf(NGramModel().fit(tt, ty).predict(ht), hy)),
+        "cues + logistic (refit per fold)": (cross_val(CueModel, tt, ty), prf(CueModel().fit(tt, ty).predict(ht), hy)),
+        "rules/overrefusal.py (shipped)": (prf([overrefusal.is_overrefusal(t) for t in tt], ty),
+                                           prf([overrefusal.is_overrefusal(t) for t in ht], hy)),
+    }
+    for name, ((cp, cr, _, _), (hp, hr, fp, fn)) in results.items():
+        print(f"{name:34s} {cp:6.2f} {cr:6.2f} {hp:7.2f} {hr:7.2f} {fp:3d} {fn:3d}")
+    print("(the shipped model's cv columns are its fit on the whole train split)")
+    misses = [(r["label"], r["kind"], r["text"][:110]) for r in held
+              if overrefusal.is_overrefusal(r["text"]) != bool(r["label"])]
+    for label, kind, text in misses:
+        print(f"  held-out {'missed' if label else 'false alarm'} [{kind}]: {text}")
+    throughput(args.messages, [r["text"] for r in rows])
+
+
+if __name__ == "__main__":
+    main()
