@@ -16,6 +16,7 @@ import duckdb
 
 from onegc.audit.cmd_verify import task_direction
 from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR
+from onegc.rules import overrefusal
 from onegc.rules.engine import judge, rules_digest
 
 INDEX_DIR = ".index"
@@ -148,8 +149,10 @@ def refresh(root: Path) -> RefreshStats:
 
 
 def connect(roots: list[Path]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per evidence table over the indexes of `roots`."""
+    """An in-memory DuckDB with one view per evidence table over the indexes of `roots`, and
+    the rules' overrefusal(text) macro (W1's definition, for the `overrefusal` query)."""
     con = duckdb.connect()
+    overrefusal.register(con)
     tables: dict[str, list[str]] = {}
     catalogs = []
     for root in roots:

@@ -88,9 +88,8 @@ class NGramModel:
 
 # -- candidate: concept cues + linear model ------------------------------------------------------
 def cue_matrix(texts: list[str]) -> tuple[np.ndarray, list[str]]:
-    feats = [overrefusal.features(t) for t in texts]
-    names = sorted(feats[0])
-    return np.array([[f[n] for n in names] for f in feats]), names
+    names = list(overrefusal.FEATURES)
+    return np.array([[float(f[n]) for n in names] for f in overrefusal.feature_rows(texts)]), names
 
 
 class CueModel:
@@ -101,7 +100,8 @@ class CueModel:
 
     def predict(self, texts: list[str]) -> list[bool]:
         x, _ = cue_matrix(texts)
-        return [bool(z > 0) for z in x @ self.w + self.b]
+        trig = overrefusal._run("overrefusal_trigger(t)", texts, fitted=False)
+        return [bool(z > 0 and t) for z, t in zip(x @ self.w + self.b, trig, strict=True)]
 
 
 def cross_val(make, texts: list[str], gold: list[int], k: int = 5) -> tuple[float, float, int, int]:
@@ -127,17 +127,20 @@ def write_model(m: CueModel) -> None:
            "threshold": 0.5, "weights": weights}
     overrefusal.MODEL_FILE.write_text(json.dumps(out, indent=1) + "\n")
     overrefusal.model.cache_clear()
+    print(f"wrote {overrefusal.MODEL_FILE.relative_to(ROOT)}")
 
 
-def throughput(n: int, texts: list[str]) -> None:
+def throughput(n: int, mixes: dict[str, list[str]]) -> None:
+    """Messages per second through the SQL function, as W1 and the query call it."""
     con = duckdb.connect()
     overrefusal.register(con)
-    con.execute("CREATE TABLE messages AS SELECT ? [1 + (i % ?)] AS text FROM range(?) r(i)", [texts, len(texts), n])
-    t0 = time.perf_counter()
-    hits = con.execute("SELECT count(*) FROM messages WHERE overrefusal(text)").fetchone()[0]
-    dt = time.perf_counter() - t0
-    print(f"throughput: {n} messages through SQL overrefusal(text) in {dt:.2f} s = {n / dt:,.0f} messages/s "
-          f"({hits} flagged)")
+    for name, texts in mixes.items():
+        con.execute("CREATE OR REPLACE TABLE messages AS SELECT ? [1 + (i % ?)] || ' (' || i || ')' AS text "
+                    "FROM range(?) r(i)", [texts, len(texts), n])
+        t0 = time.perf_counter()
+        hits = con.execute("SELECT count(*) FROM messages WHERE overrefusal(text)").fetchone()[0]
+        dt = time.perf_counter() - t0
+        print(f"throughput, {name}: {n:,} messages in {dt:.2f} s = {n / dt:,.0f} messages/s ({hits:,} flagged)")
 
 
 def main() -> None:
@@ -159,17 +162,19 @@ def main() -> None:
         "old query regex": (prf(regex_predict(OLD_QUERY, tt), ty), prf(regex_predict(OLD_QUERY, ht), hy)),
         "n-gram logistic (hashed)": (cross_val(NGramModel, tt, ty), prf(NGramModel().fit(tt, ty).predict(ht), hy)),
         "cues + logistic (refit per fold)": (cross_val(CueModel, tt, ty), prf(CueModel().fit(tt, ty).predict(ht), hy)),
-        "rules/overrefusal.py (shipped)": (prf([overrefusal.is_overrefusal(t) for t in tt], ty),
-                                           prf([overrefusal.is_overrefusal(t) for t in ht], hy)),
+        "rules/overrefusal.py (shipped)": (prf(overrefusal.flags(tt), ty), prf(overrefusal.flags(ht), hy)),
     }
     for name, ((cp, cr, _, _), (hp, hr, fp, fn)) in results.items():
         print(f"{name:34s} {cp:6.2f} {cr:6.2f} {hp:7.2f} {hr:7.2f} {fp:3d} {fn:3d}")
     print("(the shipped model's cv columns are its fit on the whole train split)")
-    misses = [(r["label"], r["kind"], r["text"][:110]) for r in held
-              if overrefusal.is_overrefusal(r["text"]) != bool(r["label"])]
+    misses = [(r["label"], r["kind"], r["text"][:110]) for r, f in zip(held, overrefusal.flags(ht), strict=True)
+              if f != bool(r["label"])]
     for label, kind, text in misses:
         print(f"  held-out {'missed' if label else 'false alarm'} [{kind}]: {text}")
-    throughput(args.messages, [r["text"] for r in rows])
+    ordinary = [r["text"] for r in rows if not r["label"]]
+    refusing = [r["text"] for r in rows if r["label"]]
+    throughput(args.messages, {"labelled set (half refusing, worst case)": [r["text"] for r in rows],
+                               "ordinary messages with 1% refusals": ordinary * 9 + refusing[:1]})
 
 
 if __name__ == "__main__":

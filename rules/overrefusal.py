@@ -1,101 +1,132 @@
 """Over-refusal (the paper's Appendix A) found by meaning: does this message of the agent
-decline, stall or hand the task back instead of doing it?
+decline, stall or hand the task back instead of doing the task?
 
-One definition for W1 and the `overrefusal` query: `register(con)` makes the DuckDB
-function `overrefusal(text) -> BOOLEAN` (and `overrefusal_score(text) -> DOUBLE`) on any
-connection. A phrase list misses the endless wordings; so the message is cut into sentences,
-each is tested against concept cues (overrefusal.toml: a stance against acting, suspicion
-of the agent's own files, a security audit, asking leave, waiting, a report of no work,
-ethics, handing back, and the counter-cues that turn a refusal into compliance: the rules
-or a lock as the reason, work going on, a missing file), and a linear model over those
-features (overrefusal_model.json, fitted on tests/data/overrefusal_labelled.jsonl) decides.
-Pure Python and `re`: offline, no weights to download, fast (bench/overrefusal.py).
+A phrase list misses the endless wordings, so the message is cut into sentences and each is
+tested against concept cues (overrefusal.toml: a stance against acting, suspicion of the
+agent's own files, a security audit, asking leave, waiting, a report of no work, ethics,
+handing back, and the counter-cues that make a stance compliance: the rules or a lock as
+its reason, work going on, a missing file). A linear model over those features
+(overrefusal_model.json, fitted on tests/data/overrefusal_labelled.jsonl by
+`bench/overrefusal.py --fit`) decides.
+
+One definition, in SQL: `register(con)` creates the DuckDB macros `overrefusal(text)` ->
+BOOLEAN and `overrefusal_score(text)` -> DOUBLE, which W1 and the `overrefusal` query call
+and which the Python helpers below run too. RE2 does the work, vectorised on every core,
+and a message holding none of the trigger cues is never weighed: offline, no weights to
+download, fast (bench/overrefusal.py prints messages/s).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
 import tomllib
 from functools import cache
 from pathlib import Path
 
+import duckdb
+
 HERE = Path(__file__).resolve().parent
 CUES_FILE = HERE / "overrefusal.toml"
 MODEL_FILE = HERE / "overrefusal_model.json"
-MAX_CHARS = 4000  # a refusal is said early in a message; long tool dumps are cut
-_SENTENCES = re.compile(r"(?<=[.!?;])\s+|\n+")
-_CODE = re.compile(r"```.*?(```|$)", re.S)
-_QUOTE = re.compile(r"`[^`\n]*`")
-
-
-@cache
-def cues() -> dict[str, re.Pattern[str]]:
-    raw = tomllib.loads(CUES_FILE.read_text())["cues"]
-    return {name: re.compile(rx) for name, rx in raw.items()}
-
-
-@cache
-def model() -> tuple[dict[str, float], float, float]:
-    """(weights by feature, bias, threshold on the probability)."""
-    raw = json.loads(MODEL_FILE.read_text())
-    return raw["weights"], raw["bias"], raw["threshold"]
-
-
-def sentences(text: str) -> list[str]:
-    """Sentences of prose: code blocks and inline code are not the agent's stance."""
-    prose = _QUOTE.sub(" ", _CODE.sub(" ", text[:MAX_CHARS].lower()))
-    return [s for s in _SENTENCES.split(prose) if s.strip()]
-
-
+MAX_CHARS = 4000  # a refusal is said early in a message; long dumps are cut
 STANCES = ("refuse", "decline", "halt", "idle", "permission", "handback")
-TOPICS = ("suspect", "review", "ethics", "plan", "rules", "missing")
+CONCERNS = ("suspect", "review", "ethics")
+TOPICS = (*CONCERNS, "plan", "rules", "missing")
+TRIGGERS = (*STANCES, *CONCERNS)  # no message without one of these can score above the bias
+FEATURES = (*TOPICS, *STANCES, "progress", "suspect_stance", "stance_no_progress", "concern_no_progress",
+            "plan_idle")
 
 
-def features(text: str) -> dict[str, float]:
-    """Which cues the message holds, each judged within its sentence: a stance the same
-    sentence explains by the rules or a missing file ("I won't edit prepare.py, it is
-    locked") is compliance, and work mentioned beside a stance ("no training was launched")
-    is no progress."""
-    pats = cues()
-    f = dict.fromkeys([*TOPICS, *STANCES, "progress", "suspect_stance"], 0.0)
-    for s in sentences(text):
-        hit = {name: bool(p.search(s)) for name, p in pats.items()}
-        stance = any(hit[n] for n in STANCES)
-        excused = hit["rules"] or hit["missing"]
-        for name in TOPICS:
-            f[name] = max(f[name], float(hit[name]))
-        for name in STANCES:
-            f[name] = max(f[name], float(hit[name] and not excused))
-        f["progress"] = max(f["progress"], float(hit["progress"] and not stance))
-        f["suspect_stance"] = max(f["suspect_stance"], float(hit["suspect"] and stance and not excused))
-    any_stance = any(f[n] for n in STANCES)
-    f["stance_no_progress"] = float(any_stance and not f["progress"])
-    f["concern_no_progress"] = float((f["suspect"] or f["review"] or f["ethics"]) and not f["progress"])
-    f["plan_idle"] = float(f["plan"] and (f["idle"] or f["halt"]))
-    return f
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
-def score(text: str | None) -> float:
-    """Probability that the message is an over-refusal or a stall."""
-    if not text:
-        return 0.0
-    weights, bias, _ = model()
-    z = bias + sum(weights.get(k, 0.0) * v for k, v in features(text).items())
-    return 1.0 / (1.0 + math.exp(-z))
+@cache
+def cues() -> dict[str, str]:
+    return tomllib.loads(CUES_FILE.read_text())["cues"]
 
 
-def is_overrefusal(text: str | None) -> bool:
-    return score(text) >= model()[2]
+@cache
+def model() -> dict:
+    """{"weights": {feature: w}, "bias": b, "threshold": p}."""
+    return json.loads(MODEL_FILE.read_text())
 
 
-def register(con) -> None:
-    """Define overrefusal(text) and overrefusal_score(text) on a DuckDB connection."""
-    import duckdb
+def _sql(fitted: bool = True) -> str:
+    """The macros. Sentences: lower-cased prose (code blocks and inline code removed, they
+    are not the agent's stance) split at sentence ends; each sentence becomes the list of
+    its cue hits `h`; features are judged within a sentence (a stance the same sentence
+    explains by the rules or a missing file is excused; work named beside a stance, "no
+    training was launched", is no progress), then over the message."""
+    names = list(cues())
+    missing = {*TRIGGERS, "plan", "rules", "missing", "progress"} - set(names)
+    if missing:
+        raise ValueError(f"{CUES_FILE.name}: cues missing: {sorted(missing)}")
+    ix = {n: i + 1 for i, n in enumerate(names)}
 
-    for name, fn, ret in (("overrefusal", is_overrefusal, "BOOLEAN"), ("overrefusal_score", score, "DOUBLE")):
-        try:
-            con.create_function(name, fn, ["VARCHAR"], ret, null_handling="special", side_effects=False)
-        except duckdb.CatalogException:  # already defined on this connection
-            pass
+    def h(name: str) -> str:
+        return f"x[{ix[name]}]"
+
+    def anys(cond: str) -> str:
+        return f"coalesce(list_aggregate(list_transform(h, lambda x: {cond}), 'bool_or'), false)"
+
+    stance = "(" + " OR ".join(h(n) for n in STANCES) + ")"
+    excused = f"({h('rules')} OR {h('missing')})"
+    hits = ", ".join(f"regexp_matches(s, {_lit(cues()[n])})" for n in names)
+    prose = (f"regexp_replace(regexp_replace(lower(left(t, {MAX_CHARS})), '(?s)```.*?(```|$)', ' ', 'g'), "
+             "'`[^`\\n]*`', ' ', 'g')")
+    feats = [f"{n} := {anys(h(n))}" for n in TOPICS]
+    feats += [f"{n} := {anys(f'{h(n)} AND NOT {excused}')}" for n in STANCES]
+    progress, suspect = h("progress"), h("suspect")
+    feats += [f"progress := {anys(f'{progress} AND NOT {stance}')}",
+              f"suspect_stance := {anys(f'{suspect} AND {stance} AND NOT {excused}')}"]
+    out = [
+        f"CREATE OR REPLACE TEMP MACRO overrefusal_trigger(t) AS regexp_matches(lower(left(t, {MAX_CHARS})), "
+        + _lit("|".join(f"(?:{cues()[n]})" for n in TRIGGERS)) + ");",
+        f"CREATE OR REPLACE TEMP MACRO overrefusal_hits(t) AS list_transform(list_filter("
+        f"string_split_regex({prose}, '[.!?;]\\s+|\\n+'), lambda s: trim(s) <> ''), lambda s: [{hits}]);",
+        "CREATE OR REPLACE TEMP MACRO overrefusal_cue_features(h) AS struct_pack(" + ", ".join(feats) + ");",
+        "CREATE OR REPLACE TEMP MACRO overrefusal_features(t) AS list_transform([overrefusal_cue_features("
+        "overrefusal_hits(t))], lambda f: struct_insert(f, "
+        "stance_no_progress := (" + " OR ".join(f"f.{n}" for n in STANCES) + ") AND NOT f.progress, "
+        "concern_no_progress := (" + " OR ".join(f"f.{n}" for n in CONCERNS) + ") AND NOT f.progress, "
+        "plan_idle := f.plan AND (f.idle OR f.halt)))[1];",
+    ]
+    if fitted:
+        m = model()
+        z = " + ".join([repr(float(m["bias"]))] + [
+            f"{float(m['weights'].get(n, 0.0))!r} * f.{n}::DOUBLE" for n in FEATURES])
+        out += [
+            "CREATE OR REPLACE TEMP MACRO overrefusal_score(t) AS CASE WHEN t IS NULL OR NOT overrefusal_trigger(t) "
+            f"THEN 0.0 ELSE list_transform([overrefusal_features(t)], lambda f: 1 / (1 + exp(-({z}))))[1] END;",
+            f"CREATE OR REPLACE TEMP MACRO overrefusal(t) AS overrefusal_score(t) >= {float(m['threshold'])!r};",
+        ]
+    return "\n".join(out)
+
+
+def register(con: duckdb.DuckDBPyConnection, fitted: bool = True) -> None:
+    """Create the macros on a connection (TEMP: nothing is written into sealed evidence)."""
+    con.execute(_sql(fitted))
+
+
+def _run(sql: str, texts: list[str], fitted: bool = True) -> list:
+    con = duckdb.connect()
+    try:
+        register(con, fitted)
+        return [r[0] for r in con.execute(f"SELECT {sql} FROM unnest(?) WITH ORDINALITY AS u(t, i) ORDER BY i",
+                                          [texts]).fetchall()]
+    finally:
+        con.close()
+
+
+def scores(texts: list[str]) -> list[float]:
+    return _run("overrefusal_score(t)", texts)
+
+
+def flags(texts: list[str]) -> list[bool]:
+    return _run("overrefusal(t)", texts)
+
+
+def feature_rows(texts: list[str]) -> list[dict[str, bool]]:
+    """The features of each text (for fitting the model and for explaining a flag)."""
+    return _run("overrefusal_features(t)", texts, fitted=False)
