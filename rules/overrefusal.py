@@ -68,7 +68,7 @@ def _sql(fitted: bool = True) -> str:
         return f"x[{ix[name]}]"
 
     def anys(cond: str) -> str:
-        return f"coalesce(list_aggregate(list_transform(h, lambda x: {cond}), 'bool_or'), false)"
+        return f"coalesce(list_aggregate(list_transform(hh, lambda x: {cond}), 'bool_or'), false)"
 
     stance = "(" + " OR ".join(h(n) for n in STANCES) + ")"
     excused = f"({h('rules')} OR {h('missing')})"
@@ -85,7 +85,9 @@ def _sql(fitted: bool = True) -> str:
         + _lit("|".join(f"(?:{cues()[n]})" for n in TRIGGERS)) + ");",
         f"CREATE OR REPLACE TEMP MACRO overrefusal_hits(t) AS list_transform(list_filter("
         f"string_split_regex({prose}, '[.!?;]\\s+|\\n+'), lambda s: trim(s) <> ''), lambda s: [{hits}]);",
-        "CREATE OR REPLACE TEMP MACRO overrefusal_cue_features(h) AS struct_pack(" + ", ".join(feats) + ");",
+        # [h] binds the hits once: a macro parameter is pasted, and so computed, wherever it is named
+        "CREATE OR REPLACE TEMP MACRO overrefusal_cue_features(h) AS list_transform([h], lambda hh: struct_pack("
+        + ", ".join(feats) + "))[1];",
         "CREATE OR REPLACE TEMP MACRO overrefusal_features(t) AS list_transform([overrefusal_cue_features("
         "overrefusal_hits(t))], lambda f: struct_insert(f, "
         "stance_no_progress := (" + " OR ".join(f"f.{n}" for n in STANCES) + ") AND NOT f.progress, "
