@@ -81,8 +81,9 @@ def _sql(fitted: bool = True) -> str:
     feats += [f"progress := {anys(f'{progress} AND NOT {stance}')}",
               f"suspect_stance := {anys(f'{suspect} AND {stance} AND NOT {excused}')}"]
     out = [
-        f"CREATE OR REPLACE TEMP MACRO overrefusal_trigger(t) AS regexp_matches(lower(left(t, {MAX_CHARS})), "
-        + _lit("|".join(f"(?:{cues()[n]})" for n in TRIGGERS)) + ");",
+        # (?i) rather than lower(): one string copy less on every message, the hot path
+        f"CREATE OR REPLACE TEMP MACRO overrefusal_trigger(t) AS regexp_matches(left(t, {MAX_CHARS}), "
+        + _lit("(?i)" + "|".join(f"(?:{cues()[n]})" for n in TRIGGERS)) + ");",
         f"CREATE OR REPLACE TEMP MACRO overrefusal_hits(t) AS list_transform(list_filter("
         f"string_split_regex({prose}, '[.!?;]\\s+|\\n+'), lambda s: trim(s) <> ''), lambda s: [{hits}]);",
         # [h] binds the hits once: a macro parameter is pasted, and so computed, wherever it is named
