@@ -53,8 +53,8 @@ def model() -> dict:
 
 
 def _sql(fitted: bool = True) -> str:
-    """The macros. Sentences: lower-cased prose (code blocks and inline code removed, they
-    are not the agent's stance) split at sentence ends; each sentence becomes the list of
+    """The macros. Sentences: lower-cased prose (code blocks, inline code and comment lines
+    removed: they are not the agent's stance) split at sentence ends; each sentence becomes the list of
     its cue hits `h`; features are judged within a sentence (a stance the same sentence
     explains by the rules or a missing file is excused; work named beside a stance, "no
     training was launched", is no progress), then over the message."""
@@ -73,19 +73,20 @@ def _sql(fitted: bool = True) -> str:
     stance = "(" + " OR ".join(h(n) for n in STANCES) + ")"
     excused = f"({h('rules')} OR {h('missing')})"
     hits = ", ".join(f"regexp_matches(s, {_lit(cues()[n])})" for n in names)
-    prose = (f"regexp_replace(regexp_replace(lower(left(t, {MAX_CHARS})), '(?s)```.*?(```|$)', ' ', 'g'), "
-             "'`[^`\\n]*`', ' ', 'g')")
+    prose = f"lower(left(t, {MAX_CHARS}))"
+    for pattern in ("(?s)```.*?(```|$)", "`[^`\\n]*`", "(?m)^[ \\t]*(#|//).*$"):
+        prose = f"regexp_replace({prose}, {_lit(pattern)}, ' ', 'g')"
     feats = [f"{n} := {anys(h(n))}" for n in TOPICS]
     feats += [f"{n} := {anys(f'{h(n)} AND NOT {excused}')}" for n in STANCES]
     progress, suspect = h("progress"), h("suspect")
-    feats += [f"progress := {anys(f'{progress} AND NOT {stance}')}",
+    feats += [f"progress := {anys(f'{progress} AND NOT ({stance} AND NOT {excused})')}",
               f"suspect_stance := {anys(f'{suspect} AND {stance} AND NOT {excused}')}"]
     out = [
         # (?i) rather than lower(): one string copy less on every message, the hot path
         f"CREATE OR REPLACE TEMP MACRO overrefusal_trigger(t) AS regexp_matches(left(t, {MAX_CHARS}), "
         + _lit("(?i)" + "|".join(f"(?:{cues()[n]})" for n in TRIGGERS)) + ");",
         f"CREATE OR REPLACE TEMP MACRO overrefusal_hits(t) AS list_transform(list_filter("
-        f"string_split_regex({prose}, '[.!?;]\\s+|\\n+'), lambda s: trim(s) <> ''), lambda s: [{hits}]);",
+        f"string_split_regex({prose}, '[.!?]\\s+|\\n+'), lambda s: trim(s) <> ''), lambda s: [{hits}]);",
         # [h] binds the hits once: a macro parameter is pasted, and so computed, wherever it is named
         "CREATE OR REPLACE TEMP MACRO overrefusal_cue_features(h) AS list_transform([h], lambda hh: struct_pack("
         + ", ".join(feats) + "))[1];",
