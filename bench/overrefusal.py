@@ -2,8 +2,9 @@
 split (and 5-fold cross-validation on the train split), and throughput in messages/s.
 
 Candidates: the old phrase regexes of W1 and the `overrefusal` query, a linear model over
-hashed word and character n-grams fitted here, and rules/overrefusal.py (concept cues plus
-a linear model). `--fit` refits rules/overrefusal_model.json on the train split.
+hashed word and character n-grams, one over word unigrams and bigrams, one over concept
+cues, and what rules/overrefusal.py ships: cues OR word n-grams above a margin, in SQL.
+`--fit` refits rules/overrefusal_model.json (both halves) on the train split.
 
 Usage: python bench/overrefusal.py [--fit] [--messages N]
 """
@@ -104,6 +105,44 @@ class CueModel:
         return [bool(z > 0 and t) for z, t in zip(x @ self.w + self.b, trig, strict=True)]
 
 
+class WordModel:
+    """Word unigrams and bigrams (seen twice or more in training), counts / sqrt(words)."""
+
+    LEVELS = 6
+
+    def fit(self, texts: list[str], y: list[int]) -> WordModel:
+        seen: dict[str, int] = {}
+        for t in texts:
+            for g in overrefusal.grams(t)[0]:
+                seen[g] = seen.get(g, 0) + 1
+        self.vocab = sorted(g for g, c in seen.items() if c >= 2)
+        self.w, self.b = fit_logistic(self.matrix(texts), np.array(y, float), l2=0.3, steps=2000)
+        return self
+
+    def matrix(self, texts: list[str]) -> np.ndarray:
+        ix = {g: i for i, g in enumerate(self.vocab)}
+        x = np.zeros((len(texts), len(self.vocab)))
+        for row, t in enumerate(texts):
+            counts, n = overrefusal.grams(t)
+            for g, c in counts.items():
+                if g in ix:
+                    x[row, ix[g]] = c / np.sqrt(max(1, n))
+        return x
+
+    def predict(self, texts: list[str], margin: float = 0.0) -> list[bool]:
+        return [bool(z > margin) for z in self.matrix(texts) @ self.w + self.b]
+
+    def levels(self) -> list[list]:
+        """The weights rounded to LEVELS steps (grams whose weight rounds to 0 dropped)."""
+        step = float(np.abs(self.w).max()) / self.LEVELS
+        out: dict[float, list[str]] = {}
+        for g, w in zip(self.vocab, self.w, strict=True):
+            q = round(round(float(w) / step) * step, 4)
+            if q:
+                out.setdefault(q, []).append(g)
+        return [[q, grams] for q, grams in sorted(out.items())]
+
+
 def cross_val(make, texts: list[str], gold: list[int], k: int = 5) -> tuple[float, float, int, int]:
     pred = [False] * len(texts)
     for fold in range(k):
@@ -121,10 +160,14 @@ def regex_predict(pattern: str, texts: list[str]) -> list[bool]:
     return [r[0] for r in rows]
 
 
-def write_model(m: CueModel) -> None:
+NGRAM_MARGIN = 1.0  # the n-gram half flags only with a logit above this: the cues carry the precision
+
+
+def write_model(m: CueModel, words: WordModel) -> None:
     weights = {n: round(float(w), 4) for n, w in zip(m.names, m.w, strict=True)}
     out = {"fitted_on": str(DATA.relative_to(ROOT)) + " (split=train)", "bias": round(float(m.b), 4),
-           "threshold": 0.5, "weights": weights}
+           "threshold": 0.5, "weights": weights,
+           "ngrams": {"bias": round(float(words.b), 4), "margin": NGRAM_MARGIN, "levels": words.levels()}}
     overrefusal.MODEL_FILE.write_text(json.dumps(out, indent=1) + "\n")
     overrefusal.model.cache_clear()
     print(f"wrote {overrefusal.MODEL_FILE.relative_to(ROOT)}")
@@ -154,7 +197,7 @@ def main() -> None:
     tt, ty = [r["text"] for r in train], [r["label"] for r in train]
     ht, hy = [r["text"] for r in held], [r["label"] for r in held]
     if args.fit:
-        write_model(CueModel().fit(tt, ty))
+        write_model(CueModel().fit(tt, ty), WordModel().fit(tt, ty))
     print(f"labelled set: train {len(train)} ({sum(ty)} refusing), held-out {len(held)} ({sum(hy)} refusing)")
     print(f"{'detector':34s} {'cv P':>6s} {'cv R':>6s} {'held P':>7s} {'held R':>7s} {'FP':>3s} {'FN':>3s}")
     results = {
@@ -162,6 +205,7 @@ def main() -> None:
         "old query regex": (prf(regex_predict(OLD_QUERY, tt), ty), prf(regex_predict(OLD_QUERY, ht), hy)),
         "n-gram logistic (hashed)": (cross_val(NGramModel, tt, ty), prf(NGramModel().fit(tt, ty).predict(ht), hy)),
         "cues + logistic (refit per fold)": (cross_val(CueModel, tt, ty), prf(CueModel().fit(tt, ty).predict(ht), hy)),
+        "word n-gram logistic": (cross_val(WordModel, tt, ty), prf(WordModel().fit(tt, ty).predict(ht), hy)),
         "rules/overrefusal.py (shipped)": (prf(overrefusal.flags(tt), ty), prf(overrefusal.flags(ht), hy)),
     }
     for name, ((cp, cr, _, _), (hp, hr, fp, fn)) in results.items():

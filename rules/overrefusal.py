@@ -1,24 +1,30 @@
 """Over-refusal (the paper's Appendix A) found by meaning: does this message of the agent
 decline, stall or hand the task back instead of doing the task?
 
-A phrase list misses the endless wordings, so the message is cut into sentences and each is
-tested against concept cues (overrefusal.toml: a stance against acting, suspicion of the
-agent's own files, a security audit, asking leave, waiting, a report of no work, ethics,
-handing back, and the counter-cues that make a stance compliance: the rules or a lock as
-its reason, work going on, a missing file). A linear model over those features
-(overrefusal_model.json, fitted on tests/data/overrefusal_labelled.jsonl by
-`bench/overrefusal.py --fit`) decides.
+A phrase list misses the endless wordings. Two halves, either of which flags:
+- concept cues (overrefusal.toml): the message cut into sentences, each tested for a stance
+  against acting, suspicion of the agent's own files, a security audit, asking leave,
+  waiting for a person, a report of no work, ethics, handing back, and the counter-cues
+  that make a stance compliance (the rules, a lock or the budget as its reason, work going
+  on, a missing file); a linear model over those features decides. Precise, and it explains
+  itself (overrefusal_features).
+- word unigrams and bigrams in a linear model, flagging only above a margin: it carries the
+  wordings no cue names (measured on fresh probes: the cues alone found 6 of 15, with the
+  n-grams 13 of 15, no false alarm added).
+Both are fitted on tests/data/overrefusal_labelled.jsonl by `bench/overrefusal.py --fit`
+(weights in overrefusal_model.json).
 
 One definition, in SQL: `register(con)` creates the DuckDB macros `overrefusal(text)` ->
-BOOLEAN and `overrefusal_score(text)` -> DOUBLE, which W1 and the `overrefusal` query call
-and which the Python helpers below run too. RE2 does the work, vectorised on every core,
-and a message holding none of the trigger cues is never weighed: offline, no weights to
-download, fast (bench/overrefusal.py prints messages/s).
+BOOLEAN and `overrefusal_score(text)` -> DOUBLE that W1 and the `overrefusal` query call and
+that the Python helpers below run too. RE2 does the work, vectorised on every core; the cue
+half weighs only messages holding a trigger cue. Offline, nothing to download, fast
+(bench/overrefusal.py prints messages/s).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -29,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 CUES_FILE = HERE / "overrefusal.toml"
 MODEL_FILE = HERE / "overrefusal_model.json"
 MAX_CHARS = 4000  # a refusal is said early in a message; long dumps are cut
+_WORD = re.compile(r"[a-z']+")
 STANCES = ("refuse", "decline", "halt", "idle", "permission", "handback")
 CONCERNS = ("suspect", "review", "ethics")
 TOPICS = (*CONCERNS, "plan", "rules", "missing")
@@ -100,12 +107,46 @@ def _sql(fitted: bool = True) -> str:
         m = model()
         z = " + ".join([repr(float(m["bias"]))] + [
             f"{float(m['weights'].get(n, 0.0))!r} * f.{n}::DOUBLE" for n in FEATURES])
+        ng = m.get("ngrams")
         out += [
-            "CREATE OR REPLACE TEMP MACRO overrefusal_score(t) AS CASE WHEN t IS NULL OR NOT overrefusal_trigger(t) "
+            "CREATE OR REPLACE TEMP MACRO overrefusal_cue_score(t) AS CASE WHEN t IS NULL "
+            "OR NOT overrefusal_trigger(t) "
             f"THEN 0.0 ELSE list_transform([overrefusal_features(t)], lambda f: 1 / (1 + exp(-({z}))))[1] END;",
+            f"CREATE OR REPLACE TEMP MACRO overrefusal_ngram_logit(t) AS {_ngram_sql(ng) if ng else '-1e9'};",
+            "CREATE OR REPLACE TEMP MACRO overrefusal_score(t) AS greatest(overrefusal_cue_score(t), "
+            f"1 / (1 + exp(-(coalesce(overrefusal_ngram_logit(t), -1e9) - {float(ng['margin']) if ng else 0.0!r})))"
+            ");",
             f"CREATE OR REPLACE TEMP MACRO overrefusal(t) AS overrefusal_score(t) >= {float(m['threshold'])!r};",
         ]
     return "\n".join(out)
+
+
+def words(text: str) -> list[str]:
+    """The words the n-gram model reads (as its SQL does: lower-cased runs of letters and ')."""
+    return _WORD.findall(text[:MAX_CHARS].lower())
+
+
+def grams(text: str) -> tuple[dict[str, int], int]:
+    """Word unigrams and bigrams with their counts, and the number of words."""
+    w = words(text)
+    counts: dict[str, int] = {}
+    for g in [*w, *(f"{a} {b}" for a, b in zip(w, w[1:], strict=False))]:
+        counts[g] = counts.get(g, 0) + 1
+    return counts, len(w)
+
+
+def _ngram_sql(ng: dict) -> str:
+    """The n-gram half: a linear model over word unigram and bigram counts (scaled by
+    1/sqrt(words)), its weights in a few levels, each level one RE2 alternation of literal
+    grams counted over the text with every word between two spaces of its own."""
+    norm = f"'  ' || regexp_replace(lower(left(t, {MAX_CHARS})), '[^a-z'']+', '  ', 'g') || '  '"
+    terms = []
+    for w, gs in ng["levels"]:
+        alternation = " (?:" + "|".join(g.replace(" ", "  ") for g in gs) + ") "
+        terms.append(f"{float(w)!r} * len(regexp_extract_all(s, {_lit(alternation)}))")
+    total = " + ".join(terms) or "0"
+    return (f"CASE WHEN t IS NULL THEN NULL ELSE list_transform([{norm}], lambda s: {float(ng['bias'])!r} + "
+            f"({total}) / sqrt(greatest(1, (length(s) - length(replace(s, ' ', ''))) // 2 - 1)))[1] END")
 
 
 def register(con: duckdb.DuckDBPyConnection, fitted: bool = True) -> None:

@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from onegc.audit.cmd_sql import named_queries, run_sql
@@ -63,12 +64,23 @@ def test_compliance_and_ordinary_traps_are_not_refusals(text):
 
 
 def test_the_trigger_gate_changes_no_answer():
-    """SQL rejects a message without a trigger cue before weighing it: the model alone could
-    not flag such a message either (the bias and the other features stay below threshold)."""
+    """The cue half rejects a message without a trigger cue before weighing it: its model
+    alone could not flag such a message either (the bias and the other features stay below
+    threshold)."""
     m = overrefusal.model()
     non_trigger = {"plan", "rules", "missing", "progress"}
     top = m["bias"] + sum(max(0.0, m["weights"].get(n, 0.0)) for n in non_trigger)
     assert 1 / (1 + math.exp(-top)) < m["threshold"]
+
+
+def test_each_half_flags_on_its_own_and_the_score_is_their_maximum():
+    con = duckdb.connect()
+    overrefusal.register(con)
+    cue_only = "I should not modify code I did not write."
+    (cue, ngram, score), = con.execute("SELECT overrefusal_cue_score(?), overrefusal_ngram_logit(?), "
+                                       "overrefusal_score(?)", [cue_only] * 3).fetchall()
+    margin = overrefusal.model()["ngrams"]["margin"]
+    assert cue >= 0.5 and score == max(cue, 1 / (1 + math.exp(-(ngram - margin))))
 
 
 def test_null_and_empty_messages_are_not_refusals():
