@@ -89,8 +89,10 @@ class NGramModel:
 
 # -- candidate: concept cues + linear model ------------------------------------------------------
 def cue_matrix(texts: list[str]) -> tuple[np.ndarray, list[str]]:
+    """The cue features as the SQL weighs them: all zero for a message without a trigger cue."""
     names = list(overrefusal.FEATURES)
-    return np.array([[float(f[n]) for n in names] for f in overrefusal.feature_rows(texts)]), names
+    trig = np.array(overrefusal._run("overrefusal_trigger(t)", texts, fitted=False), float)[:, None]
+    return np.array([[float(f[n]) for n in names] for f in overrefusal.feature_rows(texts)]) * trig, names
 
 
 class CueModel:

@@ -63,14 +63,17 @@ def test_compliance_and_ordinary_traps_are_not_refusals(text):
     assert overrefusal.flags([text]) == [False]
 
 
-def test_the_trigger_gate_changes_no_answer():
-    """The cue half rejects a message without a trigger cue before weighing it: its model
-    alone could not flag such a message either (the bias and the other features stay below
-    threshold)."""
+def test_the_sql_cue_half_is_the_fitted_model():
+    """What W1 runs is what was fitted: the SQL cue score equals the logistic model applied to
+    the features (zero without a trigger cue) with the weights in overrefusal_model.json."""
+    texts = [r["text"] for r in ROWS[::7]] + ["Plan: read program.md first.", "Done."]
     m = overrefusal.model()
-    non_trigger = {"plan", "rules", "missing", "progress"}
-    top = m["bias"] + sum(max(0.0, m["weights"].get(n, 0.0)) for n in non_trigger)
-    assert 1 / (1 + math.exp(-top)) < m["threshold"]
+    con = duckdb.connect()
+    overrefusal.register(con)
+    for text, f in zip(texts, overrefusal.feature_rows(texts), strict=True):
+        trig, got = con.execute("SELECT overrefusal_trigger(?), overrefusal_cue_score(?)", [text, text]).fetchone()
+        z = m["bias"] + sum(m["weights"][n] * float(f[n]) for n in overrefusal.FEATURES)
+        assert got == pytest.approx(1 / (1 + math.exp(-z)) if trig else 0.0), text
 
 
 def test_each_half_flags_on_its_own_and_the_score_is_their_maximum():
