@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 CUES_FILE = HERE / "overrefusal.toml"
 MODEL_FILE = HERE / "overrefusal_model.json"
 MAX_CHARS = 4000  # a refusal is said early in a message; long dumps are cut
-_WORD = re.compile(r"[a-z']+")
+_WORD = re.compile(r"\w+", re.ASCII)  # RE2's \w: [0-9A-Za-z_]
 STANCES = ("refuse", "decline", "halt", "idle", "permission", "handback")
 CONCERNS = ("suspect", "review", "ethics")
 TOPICS = (*CONCERNS, "plan", "rules", "missing")
@@ -121,32 +121,29 @@ def _sql(fitted: bool = True) -> str:
     return "\n".join(out)
 
 
-def words(text: str) -> list[str]:
-    """The words the n-gram model reads (as its SQL does: lower-cased runs of letters and ')."""
-    return _WORD.findall(text[:MAX_CHARS].lower())
-
-
 def grams(text: str) -> tuple[dict[str, int], int]:
-    """Word unigrams and bigrams with their counts, and the number of words."""
-    w = words(text)
+    """Word unigrams and bigrams with their counts (words as RE2 sees them: runs of \\w in the
+    lower-cased text), and the length the SQL scales by (space-separated chunks)."""
+    low = text[:MAX_CHARS].lower()
+    w = _WORD.findall(low)
     counts: dict[str, int] = {}
     for g in [*w, *(f"{a} {b}" for a, b in zip(w, w[1:], strict=False))]:
         counts[g] = counts.get(g, 0) + 1
-    return counts, len(w)
+    return counts, len(low.split(" "))
 
 
 def _ngram_sql(ng: dict) -> str:
-    """The n-gram half: a linear model over word unigram and bigram counts (scaled by
-    1/sqrt(words)), its weights in a few levels, each level one RE2 alternation of literal
-    grams counted over the text with every word between two spaces of its own."""
-    norm = f"'  ' || regexp_replace(lower(left(t, {MAX_CHARS})), '[^a-z'']+', '  ', 'g') || '  '"
+    """The n-gram half: a linear model over word unigram and bigram counts, scaled by
+    1/sqrt(length), its weights in a few levels, each level one RE2 alternation of its grams
+    (bigrams first, so that one is not taken for its first word) counted over the text."""
     terms = []
     for w, gs in ng["levels"]:
-        alternation = " (?:" + "|".join(g.replace(" ", "  ") for g in gs) + ") "
+        longest_first = sorted(gs, key=lambda g: -g.count(" "))
+        alternation = "\\b(?:" + "|".join(g.replace(" ", "\\W+") for g in longest_first) + ")\\b"
         terms.append(f"{float(w)!r} * len(regexp_extract_all(s, {_lit(alternation)}))")
     total = " + ".join(terms) or "0"
-    return (f"CASE WHEN t IS NULL THEN NULL ELSE list_transform([{norm}], lambda s: {float(ng['bias'])!r} + "
-            f"({total}) / sqrt(greatest(1, (length(s) - length(replace(s, ' ', ''))) // 2 - 1)))[1] END")
+    return (f"CASE WHEN t IS NULL THEN NULL ELSE list_transform([lower(left(t, {MAX_CHARS}))], lambda s: "
+            f"{float(ng['bias'])!r} + ({total}) / sqrt(greatest(1, len(string_split(s, ' ')))))[1] END")
 
 
 def register(con: duckdb.DuckDBPyConnection, fitted: bool = True) -> None:
