@@ -89,9 +89,10 @@ def _sql(fitted: bool = True) -> str:
     feats += [f"progress := {anys(f'{progress} AND NOT ({stance} AND NOT {excused})')}",
               f"suspect_stance := {anys(f'{suspect} AND {stance} AND NOT {excused}')}"]
     out = [
-        # (?i) rather than lower(): one string copy less on every message, the hot path
-        f"CREATE OR REPLACE TEMP MACRO overrefusal_trigger(t) AS regexp_matches(left(t, {MAX_CHARS}), "
-        + _lit("(?i)" + "|".join(f"(?:{cues()[n]})" for n in TRIGGERS)) + ");",
+        # one regex per cue: RE2 runs each as a DFA, while their union outgrows its DFA
+        # budget and falls back to a slow NFA (30x slower, measured)
+        f"CREATE OR REPLACE TEMP MACRO overrefusal_trigger(t) AS list_transform([lower(left(t, {MAX_CHARS}))], "
+        "lambda s: " + " OR ".join(f"regexp_matches(s, {_lit(cues()[n])})" for n in TRIGGERS) + ")[1];",
         f"CREATE OR REPLACE TEMP MACRO overrefusal_hits(t) AS list_transform(list_filter("
         f"string_split_regex({prose}, '[.!?]\\s+|\\n+'), lambda s: trim(s) <> ''), lambda s: [{hits}]);",
         # [h] binds the hits once: a macro parameter is pasted, and so computed, wherever it is named
@@ -109,9 +110,11 @@ def _sql(fitted: bool = True) -> str:
             f"{float(m['weights'].get(n, 0.0))!r} * f.{n}::DOUBLE" for n in FEATURES])
         ng = m.get("ngrams")
         out += [
-            "CREATE OR REPLACE TEMP MACRO overrefusal_cue_score(t) AS CASE WHEN t IS NULL "
-            "OR NOT overrefusal_trigger(t) "
-            f"THEN 0.0 ELSE list_transform([overrefusal_features(t)], lambda f: 1 / (1 + exp(-({z}))))[1] END;",
+            # Gated without CASE around the lambdas (DuckDB runs a lambda under a CASE branch
+            # slowly): a message without a trigger is weighed as the empty text, then zeroed.
+            "CREATE OR REPLACE TEMP MACRO overrefusal_gated(t) AS CASE WHEN overrefusal_trigger(t) THEN t ELSE '' END;",
+            "CREATE OR REPLACE TEMP MACRO overrefusal_cue_score(t) AS coalesce(overrefusal_trigger(t), false)::DOUBLE * "
+            f"list_transform([overrefusal_features(overrefusal_gated(t))], lambda f: 1 / (1 + exp(-({z}))))[1];",
             f"CREATE OR REPLACE TEMP MACRO overrefusal_ngram_logit(t) AS {_ngram_sql(ng) if ng else '-1e9'};",
             "CREATE OR REPLACE TEMP MACRO overrefusal_score(t) AS greatest(overrefusal_cue_score(t), "
             f"1 / (1 + exp(-(coalesce(overrefusal_ngram_logit(t), -1e9) - {float(ng['margin']) if ng else 0.0!r})))"
