@@ -110,11 +110,9 @@ def _sql(fitted: bool = True) -> str:
             f"{float(m['weights'].get(n, 0.0))!r} * f.{n}::DOUBLE" for n in FEATURES])
         ng = m.get("ngrams")
         out += [
-            # Gated without CASE around the lambdas (DuckDB runs a lambda under a CASE branch
-            # slowly): a message without a trigger is weighed as the empty text, then zeroed.
-            "CREATE OR REPLACE TEMP MACRO overrefusal_gated(t) AS CASE WHEN overrefusal_trigger(t) THEN t ELSE '' END;",
-            "CREATE OR REPLACE TEMP MACRO overrefusal_cue_score(t) AS coalesce(overrefusal_trigger(t), false)::DOUBLE * "
-            f"list_transform([overrefusal_features(overrefusal_gated(t))], lambda f: 1 / (1 + exp(-({z}))))[1];",
+            "CREATE OR REPLACE TEMP MACRO overrefusal_cue_score(t) AS CASE WHEN t IS NULL "
+            "OR NOT overrefusal_trigger(t) "
+            f"THEN 0.0 ELSE list_transform([overrefusal_features(t)], lambda f: 1 / (1 + exp(-({z}))))[1] END;",
             f"CREATE OR REPLACE TEMP MACRO overrefusal_ngram_logit(t) AS {_ngram_sql(ng) if ng else '-1e9'};",
             "CREATE OR REPLACE TEMP MACRO overrefusal_score(t) AS greatest(overrefusal_cue_score(t), "
             f"1 / (1 + exp(-(coalesce(overrefusal_ngram_logit(t), -1e9) - {float(ng['margin']) if ng else 0.0!r})))"
