@@ -36,8 +36,9 @@ def _same_data(recorded: dict[str, Any], prepared: registry.PreparedData) -> boo
 
 
 def _data(task: registry.TaskSpec, run_dir: Path, data_dir: Path | None) -> tuple[Path, dict]:
-    """The prepared data the run was scored against: the recorded folder when it still holds
-    the same files, else ``data_dir`` prepared the same way (real or synthetic) and checked."""
+    """The prepared data the run was scored against: the recorded version folder when it still
+    holds the same files, else a version under ``data_dir`` (or the default cache) prepared the
+    same way (real or synthetic) and checked against the run's pinned hashes."""
     recorded = official.recorded_data(run_dir)
     explicit = Path(data_dir) if data_dir else None
     candidates = [explicit] if explicit else []
@@ -46,9 +47,12 @@ def _data(task: registry.TaskSpec, run_dir: Path, data_dir: Path | None) -> tupl
     candidates.append(DEFAULT_DATA_DIR / task.id)
     synthetic = recorded.get("synthetic")
     for folder in candidates:
-        if folder != explicit and not (folder / "prepared.json").is_file():
+        if (folder / "prepared.json").is_file():
+            prepared = registry.load_prepared(task.id, folder)
+        elif folder == explicit or any(folder.glob(".latest-*")):
+            prepared = registry.prepare_data(task.id, folder, synthetic)
+        else:
             continue
-        prepared = registry.prepare_data(task.id, folder, synthetic)
         if not recorded.get("files") or _same_data(recorded, prepared):
             return prepared.data_dir, official.data_context(prepared)
     raise OnegcError(
@@ -76,7 +80,7 @@ def score(
     who = who or os.environ.get("SUDO_USER") or getpass.getuser()
     out = rescore(
         run_dir,
-        official.task_evaluator(task.id, folder),
+        official.task_evaluator(task.id, folder, pinned=official.recorded_data(run_dir).get("files")),
         official.task_policy(task, context),
         who=who,
         why=why,

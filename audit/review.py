@@ -62,26 +62,50 @@ def _cited(verdict: dict) -> dict[tuple[str, int], str]:
     return out
 
 
+FILE_VERBS = {"create": "was created", "moved_to": "was moved in", "moved_from": "was moved away",
+              "delete": "was deleted", "attrib": "had its attributes changed", "open": "was opened",
+              "rescan_found": "was found on a rescan", "close_write": "was written"}
+
+
 def _timeline(con: duckdb.DuckDBPyConnection, tables: set[str]) -> list[dict]:
+    """Every event as a sentence (who did what, where), with its pid, the tool call it belongs to
+    and the raw row as JSON for whoever wants to look behind the sentence."""
+    verbs = "MAP {" + ", ".join(f"'{k}': '{v}'" for k, v in FILE_VERBS.items()) + "}"
+    attributed = "exec_attribution" in tables and "tool_calls" in tables
+    call_of_exec = ("(SELECT any_value(c.tool || ' call, transcript line ' || c.line) FROM exec_attribution a "
+                    "JOIN tool_calls c USING (call_id) WHERE a.exec_seq = {seq})") if attributed else "NULL"
+    call_of_pid = ("(SELECT any_value(c.tool || ' call, transcript line ' || c.line) FROM exec_attribution a "
+                   "JOIN tool_calls c USING (call_id) WHERE a.pid = {pid})") if attributed else "NULL"
     parts = [
-        "SELECT 'harness_events' AS tbl, seq, t, kind AS what, pid, "
-        "coalesce(array_to_string(argv, ' '), CAST(detail AS VARCHAR)) AS detail FROM harness_events",
-        "SELECT 'execs', seq, t, 'exec', pid, array_to_string(argv, ' ') FROM execs WHERE NOT probe",
-        "SELECT 'net_attempts', seq, t, 'network ' || syscall, pid, "
-        "address || ':' || port || '  ' || array_to_string(argv, ' ') FROM net_attempts",
-        "SELECT 'file_events', seq, t, 'file ' || event, NULL, root || '  ' || path FROM file_events "
-        "WHERE event IN ('create', 'moved_to', 'delete', 'attrib', 'open', 'rescan_found') "
+        "SELECT 'harness_events' AS tbl, seq, t, kind AS what, pid, NULL AS call, "
+        "format('The harness recorded {}{}', replace(kind, '_', ' '), "
+        "coalesce(': ' || array_to_string(argv, ' '), '')) AS sentence, to_json(h)::VARCHAR AS raw "
+        "FROM harness_events h",
+        f"SELECT 'execs', seq, t, 'exec', pid, {call_of_exec.format(seq='e.seq')}, "
+        "format('Process {} (child of {}) started `{}` in {}', pid, ppid, array_to_string(argv, ' '), cwd), "
+        "to_json(e)::VARCHAR FROM execs e WHERE NOT probe",
+        f"SELECT 'net_attempts', seq, t, 'network ' || syscall, pid, {call_of_pid.format(pid='n.pid')}, "
+        "format('`{}` tried to reach {} port {} ({} over {})', coalesce(array_to_string(argv, ' '), exe), "
+        "address, port, syscall, family), to_json(n)::VARCHAR FROM net_attempts n",
+        "SELECT 'file_events', seq, t, 'file ' || event, NULL, NULL, "
+        f"format('{{}} {{}} ({{}})', path, coalesce({verbs}[event], event), root), to_json(f)::VARCHAR "
+        "FROM file_events f WHERE event IN ('create', 'moved_to', 'delete', 'attrib', 'open', 'rescan_found') "
         "OR (event = 'close_write' AND root <> 'scratch')",
     ]
     if "tool_calls" in tables:
         # placed at its start, else at its first process (the parser ran after the agent)
-        first_exec = "(SELECT min(e.t) FROM execs e WHERE list_contains(c.exec_seqs, e.seq))"
+        first_exec = "(SELECT min(e.t) FROM execs e WHERE list_contains(c.exec_seqs, e.seq))" \
+            if "execs" in tables else "NULL"
         parts.append(f"SELECT 'tool_calls', seq, coalesce(started_t, {first_exec}, t), 'tool ' || tool, NULL, "
-                     "coalesce(command, CAST(input AS VARCHAR)) FROM tool_calls c")
+                     "format('{} call, transcript line {}', tool, line), "
+                     "format('The agent called {}: `{}`', tool, left(coalesce(command, CAST(input AS VARCHAR)), 300)), "
+                     "to_json(c)::VARCHAR FROM tool_calls c")
     if "scores" in tables:
-        parts.append("SELECT 'scores', seq, observed_t, 'checkpoint', NULL, path || '  official=' || "
-                     "coalesce(CAST(official AS VARCHAR), coalesce(failure, '-')) FROM scores")
-    present = [p for p in parts if p.split(" FROM ")[1].split()[0] in tables or "harness_events" in p]
+        parts.append("SELECT 'scores', seq, observed_t, 'checkpoint', NULL, NULL, "
+                     "format('Checkpoint {} was scored: official {}', path, "
+                     "coalesce(CAST(official AS VARCHAR), 'none (' || coalesce(failure, '-') || ')')), "
+                     "to_json(s)::VARCHAR FROM scores s")
+    present = [p for p in parts if p.split(" FROM ")[-1].split()[0] in tables]
     return _rows(con, " UNION ALL ".join(present) + " ORDER BY t NULLS LAST, tbl, seq")
 
 
@@ -148,6 +172,15 @@ def build(run_dir: Path) -> Review:
     return review
 
 
+def _acts(rule: dict) -> list[dict]:
+    """The rule's cited rows grouped by act (verdicts judged before acts existed: one act per row)."""
+    return rule.get("acts") or [{"output": row["output"], "count": 1} for row in rule["rows"]]
+
+
+def _times(act: dict) -> str:
+    return f"{act['count']}x " if act["count"] > 1 else ""
+
+
 def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
@@ -168,15 +201,15 @@ def to_markdown(r: Review) -> str:
         out.append(f"| {rule['id']} {rule['title']} | {rule['outcome']} | {rule['summary']} |")
     for rule in v.get("rules", []):
         if rule["outcome"] in ("fail", "attempt"):
-            out += ["", f"### {rule['id']} {rule['outcome']}: cited rows", ""]
-            out += [f"- `{row['output']}`" for row in rule["rows"]]
+            out += ["", f"### {rule['id']} {rule['outcome']}: cited acts, the decisive one first", ""]
+            out += [f"- {_times(act)}`{act['output']}`" for act in _acts(rule)]
     out += ["", "## Timeline", "", f"{len(r.timeline)} of {r.timeline_total} events "
-            "(use `onegc-audit sql` for the rest)", "", "| time (from start) | kind | pid | detail | violation |",
-            "|---|---|---|---|---|"]
+            "(use `onegc-audit sql` for the rest, or the HTML review for each event's raw row)", "",
+            "| time (from start) | event | pid | tool call | violation |", "|---|---|---|---|---|"]
     for e in r.timeline:
         mark = f"**{e['violation']}**" if e["violation"] else ""
-        detail = _fmt(e["detail"]).replace("|", "\\|")[:160]
-        out.append(f"| {r.when(e['t'])} | {e['what']} | {_fmt(e['pid'])} | `{detail}` | {mark} |")
+        sentence = _fmt(e["sentence"]).replace("|", "\\|").replace("\n", " ")[:240]
+        out.append(f"| {r.when(e['t'])} | {sentence} | {_fmt(e['pid'])} | {_fmt(e['call'])} | {mark} |")
     out += ["", "## Transcript around each violation"]
     for tr in r.transcripts:
         out += ["", f"**{tr['anchor']}**", ""]
@@ -223,16 +256,17 @@ def to_html(r: Review) -> str:
     parts.append("</table>")
     for rule in v.get("rules", []):
         if rule["outcome"] in ("fail", "attempt"):
-            parts.append(f"<h3>{e(rule['id'])} {e(rule['outcome'])}: cited rows</h3><ul>")
-            parts += [f"<li><code>{e(row['output'])}</code></li>" for row in rule["rows"]]
+            parts.append(f"<h3>{e(rule['id'])} {e(rule['outcome'])}: cited acts, the decisive one first</h3><ul>")
+            parts += [f"<li>{e(_times(act))}<code>{e(act['output'])}</code></li>" for act in _acts(rule)]
             parts.append("</ul>")
     parts.append(f"<h2>Timeline</h2><p>{len(r.timeline)} of {r.timeline_total} events</p><table>"
-                 "<tr><th>time (from start)</th><th>kind</th><th>pid</th><th>detail</th><th>violation</th></tr>")
+                 "<tr><th>time (from start)</th><th>event</th><th>pid</th><th>tool call</th><th>violation</th></tr>")
     for ev in r.timeline:
         cls = " class='violation'" if ev["violation"] else ""
         parts.append(
-            f"<tr{cls}><td>{e(r.when(ev['t']))}</td><td>{e(ev['what'])}</td><td>{e(_fmt(ev['pid']))}</td>"
-            f"<td><code>{e(_fmt(ev['detail'])[:200])}</code></td><td>{e(ev['violation'])}</td></tr>"
+            f"<tr{cls}><td>{e(r.when(ev['t']))}</td><td>{e(_fmt(ev['sentence']))}<details><summary>raw</summary>"
+            f"<pre>{e(_fmt(ev['raw'])[:4000])}</pre></details></td><td>{e(_fmt(ev['pid']))}</td>"
+            f"<td>{e(_fmt(ev['call']))}</td><td>{e(ev['violation'])}</td></tr>"
         )
     parts.append("</table><h2>Transcript around each violation</h2>")
     for tr in r.transcripts:

@@ -14,7 +14,8 @@ from typing import Literal
 import duckdb
 
 from onegc.evidence.errors import OnegcError
-from onegc.evidence.journal import JOURNAL_DIR, check_chain, journal_path
+from onegc.evidence.journal import check_chain, journal_path
+from onegc.evidence.layout import JOURNAL_DIR
 from onegc.evidence.schema import TABLES
 from onegc.evidence.seal import (
     ADDENDA_DIRS,

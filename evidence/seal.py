@@ -15,18 +15,15 @@ from pathlib import Path
 import duckdb
 
 from onegc.evidence.errors import OnegcError
-from onegc.evidence.journal import JOURNAL_DIR, ChainCheck, check_chain, journal_path
+from onegc.evidence.journal import ChainCheck, check_chain, journal_path
+from onegc.evidence.layout import DB_NAME, JOURNAL_DIR, MANIFEST_NAME, RESCORE_DIR, RESULT_NAME, STDERR, STDOUT
 from onegc.evidence.schema import TABLES
 
-DB_NAME = "evidence.duckdb"
-MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "onegc-manifest-1"
 # Artifacts sealed beside the journals when present (the agent's raw output streams, the
 # official result written by the scoring step).
-SEALED_LOGS = ("agent/stdout.log", "agent/stderr.log", "result.json")
+SEALED_LOGS = (STDOUT, STDERR, RESULT_NAME)
 # Later additions to a sealed run (e.g. rescore/<stamp>/): each folder seals itself.
-RESULT_NAME = "result.json"
-RESCORE_DIR = "rescore"
 ADDENDA_DIRS = (RESCORE_DIR,)
 ADDENDUM_FORMAT = "onegc-addendum-1"
 
