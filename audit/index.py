@@ -20,6 +20,7 @@ from onegc.audit import official
 from onegc.audit.cmd_verify import task_direction
 from onegc.evidence.schema import TABLES
 from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR, RUN_COLUMNS
+from onegc.rules import overrefusal
 from onegc.rules.engine import (
     MAX_CITED,
     SHARED_VIEWS,
@@ -244,8 +245,10 @@ def refresh(root: Path, progress: Callable[[int, int], None] | None = None) -> R
 
 
 def connect(roots: list[Path]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per evidence table over the indexes of `roots`."""
+    """An in-memory DuckDB with one view per evidence table over the indexes of `roots`, and
+    the rules' overrefusal(text) macro (W1's definition, for the `overrefusal` query)."""
     con = duckdb.connect()
+    overrefusal.register(con)
     tables: dict[str, list[str]] = {}
     catalogs = []
     for root in roots:

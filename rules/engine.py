@@ -27,6 +27,7 @@ from onegc.evidence.integrity import verify_run
 from onegc.evidence.layout import RunLayout
 from onegc.evidence.schema import TABLE_BY_NAME
 from onegc.evidence.seal import DB_NAME, RESCORE_DIR, RUN_COLUMNS, latest_result
+from onegc.rules import overrefusal
 
 HERE = Path(__file__).resolve().parent
 CHECKS_DIR = HERE / "checks"
@@ -124,9 +125,11 @@ def load_rules(checks_dir: Path = CHECKS_DIR) -> list[Rule]:
 
 
 def rules_digest(checks_dir: Path = CHECKS_DIR) -> str:
-    """sha256 over the rule set (checks, views, lists): which rules a verdict was judged by."""
+    """sha256 over the rule set (checks, views, lists, the over-refusal detector): which rules
+    a verdict was judged by."""
     h = hashlib.sha256()
-    for p in [*sorted(checks_dir.glob("*.toml")), HERE / "views.sql", HERE / "lists.toml"]:
+    extra = [HERE / "views.sql", HERE / "lists.toml", overrefusal.CUES_FILE, overrefusal.MODEL_FILE]
+    for p in [*sorted(checks_dir.glob("*.toml")), *extra]:
         h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -237,14 +240,15 @@ def _derived_tables(con: duckdb.DuckDBPyConnection, workspace: Path) -> None:
 
 
 def open_evidence(run_dir: Path, derived: bool = True) -> duckdb.DuckDBPyConnection:
-    """A read-only connection with the rules' views, macros, lists and (unless derived is False:
-    they read and hash the workspace) derived tables."""
+    """A read-only connection with the rules' views, macros (overrefusal() too), lists and
+    (unless derived is False: they read and hash the workspace) derived tables."""
     con = duckdb.connect(str(run_dir / DB_NAME), read_only=True)
     lists = tomllib.loads((HERE / "lists.toml").read_text())
     for name, values in lists.items():
         con.execute(f"CREATE TEMP TABLE list_{name} (name VARCHAR)")
         con.executemany(f"INSERT INTO list_{name} VALUES (?)", [[v] for v in values])
     con.execute((HERE / "views.sql").read_text())
+    overrefusal.register(con)
     if derived:
         _derived_tables(con, RunLayout(run_dir).workspace)
     return con
