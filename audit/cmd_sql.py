@@ -23,13 +23,16 @@ class QueryError(OnegcError):
 
 
 def read_only(sql: str) -> None:
+    """Exactly one SELECT, as DuckDB's own parser sees it (no EXPLAIN: EXPLAIN ANALYZE runs its
+    statement). What a SELECT may touch is bounded by the connection (see `index.connect`)."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
         raise QueryError(f"SQL does not parse: {str(exc).splitlines()[0]}") from None
-    for st in statements:
-        if st.type not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
-            raise QueryError(f"only SELECT queries are allowed (got {st.type.name}); evidence is read-only")
+    if len(statements) != 1:
+        raise QueryError(f"only SELECT queries are allowed, one at a time (got {len(statements)} statements)")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        raise QueryError(f"only SELECT queries are allowed (got {statements[0].type.name}); evidence is read-only")
 
 
 def run_sql(sql: str, roots: list[Path], refresh: bool = True):
@@ -40,7 +43,7 @@ def run_sql(sql: str, roots: list[Path], refresh: bool = True):
     if refresh:
         for root in roots:
             index.refresh(root)
-    con = index.connect(roots)
+    con = index.connect(roots, locked=True)
     try:
         rel = con.sql(sql)
         if rel is None:
@@ -82,7 +85,7 @@ def sql(
 ) -> None:
     """Read-only SQL over the union of the evidence of every run under ROOTS."""
     if schema:
-        con = index.connect(roots or [])
+        con = index.connect(roots or [], locked=True)
         for (name,) in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall():
             spec = TABLE_BY_NAME.get(name)
             print(f"{name}: {spec.description if spec else ''}")

@@ -147,9 +147,13 @@ def refresh(root: Path) -> RefreshStats:
     return stats
 
 
-def connect(roots: list[Path]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per evidence table over the indexes of `roots`."""
-    con = duckdb.connect()
+def connect(roots: list[Path], locked: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per evidence table over the indexes of `roots`.
+
+    `locked` is for a user's statement: the connection may then read files only inside the
+    indexes (no host file, no other database, no extension), and its configuration is locked
+    so no statement can undo that."""
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     tables: dict[str, list[str]] = {}
     catalogs = []
     for root in roots:
@@ -169,4 +173,9 @@ def connect(roots: list[Path]) -> duckdb.DuckDBPyConnection:
             f"CREATE VIEW {name} AS SELECT t.* EXCLUDE (segment) FROM read_parquet([{', '.join(globs)}], "
             f"union_by_name = true) t SEMI JOIN catalog c ON t.run_key = c.run_key AND t.segment = c.segment"
         )
+    if locked:
+        allowed = [f"{(root / INDEX_DIR).resolve()}/" for root in roots]
+        con.execute("SET allowed_directories = ?", [allowed])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
     return con
