@@ -9,6 +9,7 @@ from onegc.audit import (
     cmd_agents,
     cmd_aggregate,
     cmd_import,
+    cmd_keys,
     cmd_review,
     cmd_rules,
     cmd_run,
@@ -43,6 +44,7 @@ app.add_typer(cmd_sweep.app, name="sweep")
 app.add_typer(cmd_agents.app, name="agents")
 app.command()(cmd_review.review)
 app.add_typer(cmd_rules.app, name="rules")
+app.add_typer(cmd_keys.app, name="keys")
 
 
 def _say(message: str, hint: str | None = None) -> None:

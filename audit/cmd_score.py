@@ -14,6 +14,7 @@ from rich.console import Console
 from onegc.audit import official
 from onegc.audit.cmd_run import DEFAULT_DATA_DIR, score_line
 from onegc.audit.exitcodes import BY_STATUS
+from onegc.evidence.attest import load_signer
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.integrity import BadRunDir, verify_run
 from onegc.evidence.journal import journal_path
@@ -74,13 +75,14 @@ def score(
     task = registry.get_task(_task_of(run_dir))
     folder, context = _data(task, run_dir, data_dir)
     who = who or os.environ.get("SUDO_USER") or getpass.getuser()
+    signer = load_signer()
     out = rescore(
         run_dir,
         official.task_evaluator(task.id, folder),
         official.task_policy(task, context),
         who=who,
         why=why,
-        seal_addendum=seal_addendum,
+        seal_addendum=lambda folder, meta: seal_addendum(folder, meta, signer),
     )
     result = json.loads((out / "result.json").read_text())
     if as_json:

@@ -7,6 +7,9 @@ import typer
 from rich.console import Console
 
 from onegc.audit.exitcodes import BY_STATUS
+from onegc.evidence.attest import AttestationError, load_signer, load_verifier
+from onegc.evidence.bundle import is_bundle, opened
+from onegc.evidence.seal import sign_verdict
 from onegc.rules.engine import judge, load_policy, verdict_json
 
 STYLE = {
@@ -30,17 +33,38 @@ def task_direction(task: str) -> str | None:
 
 
 def verify(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/opus47/t2/r4.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (e.g. runs/opus47/t2/r4) or a bundle file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
     policy: Annotated[
         Path | None, typer.Option("--policy", help="Policy file (TOML); default: the strict policy.")
     ] = None,
+    key: Annotated[
+        Path | None, typer.Option("--key", help="Public key (PEM): check the run's signatures before anything else.")
+    ] = None,
+    attest: Annotated[
+        bool, typer.Option("--attest", help="Sign the verdict with the local key (attestations/verdict.*).")
+    ] = False,
 ) -> None:
-    """Judge a run: seal integrity, then Rules 1-9 and the warnings, then the score.
+    """Judge a run: signatures (with --key), seal integrity, then Rules 1-9 and the warnings,
+    then the score. Without --key an unsigned run is at best `intact (unsigned)`.
 
     Exit 0 accepted, 3 no_score, 4 disqualified, 5 incomplete, 6 tampered, 2 bad input.
-    Nothing is written into the run directory."""
-    verdict = judge(run_dir, load_policy(policy), direction_for=task_direction)
+    Nothing is written into the run directory, unless --attest (a signed verdict statement)."""
+    verifier = load_verifier(key) if key is not None else None
+    signer = None
+    if attest:
+        signer = load_signer()
+        if signer is None:
+            raise AttestationError("--attest needs a signing key", hint="onegc-audit keys init")
+    if is_bundle(run_dir):
+        if attest:
+            raise AttestationError("--attest signs a run folder, not a bundle")
+        with opened(run_dir) as (unpacked, _):
+            verdict = judge(unpacked, load_policy(policy), direction_for=task_direction, verifier=verifier)
+    else:
+        verdict = judge(run_dir, load_policy(policy), direction_for=task_direction, verifier=verifier)
+        if signer is not None:
+            sign_verdict(run_dir, verdict, signer)
     if as_json:
         print(verdict_json(verdict))
     else:
@@ -52,6 +76,7 @@ def print_verdict(run_dir: Path, v: dict) -> None:
     console = Console(highlight=False, soft_wrap=True)
     status = f"[{STYLE[v['status']]}]{v['status']}[/]"
     console.print(f"[bold]{run_dir}[/]: {status}  (policy {v['policy']['name']})")
+    console.print(f"  seal: {v['integrity'].get('label', v['integrity']['status'])}")
     if v["score"]:
         console.print(f"  official score {v['score']['official']} from {v['score']['checkpoint']}")
     for reason in v["reasons"]:

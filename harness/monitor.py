@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from onegc.evidence.attest import load_signer
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import Journal, journal_path
 from onegc.evidence.seal import seal
@@ -351,6 +352,7 @@ class Monitor:
     def run(self) -> RunOutcome:
         spec = self.spec
         preflight()
+        signer = load_signer()  # a broken key fails here, before the agent runs, not at the seal
         self._prepare_dirs()
         self.cgroup = RunCgroup.create(f"{spec.label}-{spec.task}-r{spec.rep}-{os.getpid()}")
         self.sensors["cgroup"] = self.cgroup is not None
@@ -481,7 +483,7 @@ class Monitor:
         self.health.close()
         if self.cgroup:
             self.cgroup.remove()
-        seal(spec.run_dir, complete=complete, reasons=self.reasons)
+        seal(spec.run_dir, complete=complete, reasons=self.reasons, signer=signer)
         return RunOutcome(spec.run_dir, complete, self.reasons, end_reason, exit_code)
 
     def _netns_handshake(self, launcher_pid: int, ready_r: int, go_w: int) -> None:

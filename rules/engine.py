@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 
+from onegc.evidence.attest import Verifier
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.integrity import verify_run
 from onegc.evidence.schema import TABLE_BY_NAME
@@ -416,11 +417,15 @@ def _rescored(run_dir: Path, score: dict | None, direction: str | None) -> tuple
 
 
 def judge(
-    run_dir: Path, policy: Policy | None = None, direction_for: Callable[[str], str | None] | None = None
+    run_dir: Path,
+    policy: Policy | None = None,
+    direction_for: Callable[[str], str | None] | None = None,
+    verifier: Verifier | None = None,
 ) -> dict:
-    """The verdict of one run: integrity first, then every rule, then the score."""
+    """The verdict of one run: integrity (with `verifier`, the signatures first), then every
+    rule, then the score."""
     policy = policy or load_policy()
-    integrity = verify_run(run_dir).to_dict()
+    integrity = verify_run(run_dir, verifier).to_dict()
     integrity.pop("run_dir", None)  # the verdict must not depend on where the run lies
     verdict: dict[str, Any] = {
         "format": VERDICT_FORMAT,
