@@ -8,6 +8,7 @@ import typer
 from onegc.audit import (
     cmd_agents,
     cmd_aggregate,
+    cmd_export,
     cmd_import,
     cmd_keys,
     cmd_review,
@@ -45,6 +46,7 @@ app.add_typer(cmd_agents.app, name="agents")
 app.command()(cmd_review.review)
 app.add_typer(cmd_rules.app, name="rules")
 app.add_typer(cmd_keys.app, name="keys")
+app.command()(cmd_export.export)
 
 
 def _say(message: str, hint: str | None = None) -> None:
