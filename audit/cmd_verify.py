@@ -23,13 +23,15 @@ OUTCOME_STYLE = {"pass": "green", "fail": "red", "attempt": "red", "not_applicab
 
 
 def task_direction(task: str) -> str | None:
-    """'lower' or 'higher' from the task registry, None for a task it does not know."""
-    from onegc.tasks import registry
-
+    """'lower' or 'higher' from the task registry; None when it cannot say (an unknown task, a
+    broken registry): the engine then refuses to pick a best score (`incomplete`)."""
     try:
-        return registry.get_task(task).direction
-    except Exception:  # a run of an unknown or test task: the engine says so in the score
+        from onegc.tasks import registry
+
+        direction = registry.get_task(task).direction
+    except Exception:  # any failure is "unknown", and unknown fails closed in the engine
         return None
+    return direction if direction in ("lower", "higher") else None
 
 
 def verify(

@@ -389,18 +389,30 @@ def judge_rule(
 
 
 def _score(con: duckdb.DuckDBPyConnection, direction: str | None) -> dict | None:
-    best_fn = "min" if direction == "lower" else "max"
+    """The best official score; with no known direction the first one found, which the
+    verdict then refuses (fail closed: `incomplete`, never a guessed best)."""
     row = con.execute(
         f"SELECT path, official FROM scores WHERE official IS NOT NULL "
-        f"ORDER BY official {'ASC' if best_fn == 'min' else 'DESC'}, path LIMIT 1"
+        f"ORDER BY official {'ASC' if direction == 'lower' else 'DESC'}, path LIMIT 1"
     ).fetchone()
     if row is None:
         return None
-    return {
-        "official": row[1],
-        "checkpoint": row[0],
-        "direction": direction or "higher (task direction unknown)",
-    }
+    return {"official": row[1], "checkpoint": row[0], "direction": direction}
+
+
+def _unknown_facts(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Facts a rule needs that the record lacks: a rule judged without them would pass by
+    default, so the verdict is `incomplete` instead."""
+    budget, deadline, locked = con.execute(
+        "SELECT budget_s, deadline_mono, (SELECT json_extract(detail, '$.locked') FROM harness_events "
+        "WHERE kind = 'start' ORDER BY seq LIMIT 1) FROM run"
+    ).fetchone() or (None, None, None)
+    out = []
+    if budget is None or deadline is None:
+        out.append("the record holds no budget or deadline: R6 cannot be judged")
+    if not json.loads(locked or "null"):
+        out.append("the record names no locked files: R1 cannot be judged")
+    return out
 
 
 def _rescored(run_dir: Path, score: dict | None, direction: str | None) -> tuple[dict | None, str | None]:
@@ -412,7 +424,7 @@ def _rescored(run_dir: Path, score: dict | None, direction: str | None) -> tuple
     source = str(path.relative_to(run_dir))
     if result.get("outcome") == "scored" and result.get("value") is not None:
         return {"official": result["value"], "checkpoint": result.get("checkpoint"),
-                "direction": direction or "higher (task direction unknown)", "source": source}, None
+                "direction": direction, "source": source}, None
     return None, f"rescored without a score ({source}): {result.get('no_score_reason')}"
 
 
@@ -456,10 +468,14 @@ def judge(
         for rule in load_rules():
             eff = policy.for_rule(rule, task)
             verdict["rules"].append(judge_rule(con, rule, eff, tables, rule.id in attempt_dq))
-        score = _score(con, direction_for(task) if direction_for else None) if "scores" in tables else None
+        direction = direction_for(task) if direction_for else None
+        score = _score(con, direction) if "scores" in tables else None
+        unknown = [] if absent else _unknown_facts(con)
     finally:
         con.close()
-    score, rescored_no_score = _rescored(run_dir, score, direction_for(task) if direction_for else None)
+    score, rescored_no_score = _rescored(run_dir, score, direction)
+    if score is not None and direction not in ("lower", "higher"):
+        unknown.append(f"the direction of task {task!r} is unknown (registry lookup failed): no best score")
     rules = verdict["rules"]
     verdict["disqualified_by"] = [r["id"] for r in rules if r["disqualifies"]]
     verdict["warnings"] = [r["id"] for r in rules if r["severity"] == "warn" and r["outcome"] == "fail"]
@@ -470,9 +486,9 @@ def judge(
         # an incomplete monitored run that ran pip is disqualified, not merely incomplete.
         verdict["status"] = "disqualified"
         verdict["reasons"] = disqualifying + [f"also incomplete: {r}" for r in integrity["incomplete_reasons"]]
-    elif integrity["status"] == "incomplete":
+    elif integrity["status"] == "incomplete" or unknown:
         verdict["status"] = "incomplete"
-        verdict["reasons"] = integrity["incomplete_reasons"]
+        verdict["reasons"] = integrity["incomplete_reasons"] + unknown
         if absent:  # an imported record: say what it could and could not show
             verdict["reasons"] += _partial_record(rules, absent)
     elif no_score:
