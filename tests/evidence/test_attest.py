@@ -200,3 +200,15 @@ def test_tripwire_every_file_the_verdict_can_read_is_sealed(signed_runs, copy_of
     run = copy_of(src)
     (run / "agent" / "late.json").write_text("{}")
     assert judge(run)["status"] == "tampered"
+
+
+def test_aggregate_with_the_key_admits_only_runs_whose_signatures_verify(signed_runs, keys):
+    from onegc.audit.aggregate import collect_runs
+
+    base = signed_runs[0].parents[2]
+    plain = {r["rep"]: r["status"] for r in collect_runs(base).iter_rows(named=True)}
+    keyed = {r["rep"]: r["status"] for r in collect_runs(base, pub(keys)).iter_rows(named=True)}
+    assert plain[3] != "tampered" and keyed[3] == "tampered"  # the unsigned run is listed apart
+    assert {k: v for k, v in keyed.items() if k != 3} == {k: v for k, v in plain.items() if k != 3}
+    other = {r["rep"]: r["status"] for r in collect_runs(base, pub(keys, "other")).iter_rows(named=True)}
+    assert set(other.values()) == {"tampered"}
