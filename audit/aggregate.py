@@ -43,22 +43,24 @@ class TaskMeta:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Standing:
+    """A run's place in the table: the verdict's status, its score, the rule that excluded it."""
+
     status: str
     score: float | None
     rule: str | None = None
 
 
 # -- the one place that knows where verdicts come from ----------------------------------------
-def run_verdict(run_dir: Path, verifier: Verifier | None = None) -> Verdict:
+def run_verdict(run_dir: Path, verifier: Verifier | None = None) -> Standing:
     """The run's verdict from the rules engine (integrity, Rules 1-9, the official score);
     with a `verifier`, a run whose signatures do not verify is `tampered`."""
     from onegc.audit.cmd_verify import task_direction
 
     v = judge(run_dir, direction_for=task_direction, verifier=verifier)  # the verdict dict (onegc-verdict-1)
-    score = v["score"]["official"] if v["score"] else None
-    rule = ", ".join(v["disqualified_by"]) or (v["reasons"][0] if v["reasons"] else None)
-    return Verdict(v["status"], None if score is None else float(score), rule)
+    score = v.score.official if v.score else None
+    rule = ", ".join(v.disqualified_by) or (v.reasons[0] if v.reasons else None)
+    return Standing(v.status, score, rule)
 
 
 def run_status(run_dir: Path) -> tuple[str, float | None]:

@@ -14,6 +14,7 @@ from onegc.audit import (
     cmd_review,
     cmd_rules,
     cmd_run,
+    cmd_schema,
     cmd_score,
     cmd_seal,
     cmd_sql,
@@ -47,6 +48,7 @@ app.command()(cmd_review.review)
 app.add_typer(cmd_rules.app, name="rules")
 app.add_typer(cmd_keys.app, name="keys")
 app.command()(cmd_export.export)
+app.command()(cmd_schema.schema)
 
 
 def _say(message: str, hint: str | None = None) -> None:

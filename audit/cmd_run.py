@@ -108,8 +108,8 @@ def _report(run_dir: Path, as_json: bool, leaderboard: bool = False) -> None:
     verdict = judge(run_dir, direction_for=task_direction)
     _, result = latest_result(run_dir)
     if as_json:
-        print(json.dumps({"run_dir": str(run_dir), "verdict": verdict, "result": result}, indent=2,
-                         default=str))
+        print(json.dumps({"run_dir": str(run_dir), "verdict": verdict.model_dump(mode="json"), "result": result},
+                         indent=2, default=str))
     else:
         print_verdict(run_dir, verdict)
         Console().print(score_line(result), highlight=False)
@@ -119,7 +119,7 @@ def _report(run_dir: Path, as_json: bool, leaderboard: bool = False) -> None:
             board = agg.leaderboard(agg.collect_runs_at([run_dir]), agg.task_metas())
             print()
             print(agg.render_md(board).split("### Table 6")[0].rstrip())
-    raise typer.Exit(BY_STATUS[verdict["status"]])
+    raise typer.Exit(BY_STATUS[verdict.status])
 
 
 def run(

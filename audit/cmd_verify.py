@@ -9,6 +9,7 @@ from rich.console import Console
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.evidence.attest import AttestationError, load_signer, load_verifier
 from onegc.evidence.bundle import is_bundle, opened
+from onegc.evidence.models import Verdict
 from onegc.evidence.seal import sign_verdict
 from onegc.rules.engine import judge, load_policy, verdict_json
 
@@ -71,29 +72,29 @@ def verify(
         print(verdict_json(verdict))
     else:
         print_verdict(run_dir, verdict)
-    raise typer.Exit(BY_STATUS[verdict["status"]])
+    raise typer.Exit(BY_STATUS[verdict.status])
 
 
-def print_verdict(run_dir: Path, v: dict) -> None:
+def print_verdict(run_dir: Path, v: Verdict) -> None:
     console = Console(highlight=False, soft_wrap=True)
-    status = f"[{STYLE[v['status']]}]{v['status']}[/]"
-    console.print(f"[bold]{run_dir}[/]: {status}  (policy {v['policy']['name']})")
-    console.print(f"  seal: {v['integrity'].get('label', v['integrity']['status'])}")
-    if v["score"]:
-        console.print(f"  official score {v['score']['official']} from {v['score']['checkpoint']}")
-    for reason in v["reasons"]:
+    status = f"[{STYLE[v.status]}]{v.status}[/]"
+    console.print(f"[bold]{run_dir}[/]: {status}  (policy {v.policy.name})")
+    console.print(f"  seal: {v.integrity.label}")
+    if v.score:
+        console.print(f"  official score {v.score.official} from {v.score.checkpoint}")
+    for reason in v.reasons:
         console.print(f"  {reason}")
-    for p in v["integrity"]["problems"]:
+    for p in v.integrity.problems:
         console.print(f"  [red]tampered:[/] {p}")
-    for r in v["rules"]:
+    for r in v.rules:
         tag = (
             ""
-            if r["outcome"] in ("pass", "not_applicable")
-            else (" [red](disqualifies)[/]" if r["disqualifies"] else f" ({r['severity']})")
+            if r.outcome in ("pass", "not_applicable")
+            else (" [red](disqualifies)[/]" if r.disqualifies else f" ({r.severity})")
         )
-        outcome = f"[{OUTCOME_STYLE[r['outcome']]}]{r['outcome']:<14}[/]"
-        console.print(f"  {r['id']:<3} {outcome} {r['title']}{tag}")
-        for row in r["rows"][:5]:
-            console.print(f"        {row['output']}")
-        if r["rows_total"] > 5:
-            console.print(f"        ... {r['rows_total'] - 5} more rows (--json shows up to 25)")
+        outcome = f"[{OUTCOME_STYLE[r.outcome]}]{r.outcome:<14}[/]"
+        console.print(f"  {r.id:<3} {outcome} {r.title}{tag}")
+        for row in r.rows[:5]:
+            console.print(f"        {row.output}")
+        if r.rows_total > 5:
+            console.print(f"        ... {r.rows_total - 5} more rows (--json shows up to 25)")

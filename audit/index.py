@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from onegc.audit.cmd_verify import task_direction
+from onegc.evidence.models import Verdict
 from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR
 from onegc.rules.engine import judge, rules_digest
 
@@ -59,14 +60,13 @@ OUTCOME_COLUMNS = ("run_key VARCHAR, agent VARCHAR, task VARCHAR, rep INTEGER, r
                    "summary VARCHAR, rows_total INTEGER, cited JSON")
 
 
-def _verdict_rows(ident: tuple, verdict: dict) -> tuple[tuple, list[tuple]]:
+def _verdict_rows(ident: tuple, verdict: Verdict) -> tuple[tuple, list[tuple]]:
     """The verdict of one run as a `verdicts` row and its `rule_outcomes` rows."""
-    score = verdict.get("score") or {}
-    head = (*ident, verdict["status"], score.get("official"), score.get("checkpoint"),
-            verdict["disqualified_by"], verdict["warnings"], verdict["reasons"],
-            (verdict.get("policy") or {}).get("name"), verdict.get("rules_sha256"))
-    rules = [(*ident, r["id"], r["title"], r["severity"], r["outcome"], r["disqualifies"], r["summary"],
-              r["rows_total"], json.dumps(r["rows"], default=str)) for r in verdict.get("rules", [])]
+    score = verdict.score
+    head = (*ident, verdict.status, score and score.official, score and score.checkpoint,
+            verdict.disqualified_by, verdict.warnings, verdict.reasons, verdict.policy.name, verdict.rules_sha256)
+    rules = [(*ident, r.id, r.title, r.severity, r.outcome, r.disqualifies, r.summary, r.rows_total,
+              json.dumps([row.model_dump() for row in r.rows])) for r in verdict.rules]
     return head, rules
 
 

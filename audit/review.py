@@ -116,7 +116,7 @@ def _transcript(con: duckdb.DuckDBPyConnection, tables: set[str], table: str, se
 
 
 def build(run_dir: Path) -> Review:
-    verdict = judge(run_dir)
+    verdict = judge(run_dir).model_dump(mode="json")  # rendered as the published JSON form
     review = Review(str(run_dir), verdict)
     if not (run_dir / DB_NAME).is_file():
         return review

@@ -29,6 +29,7 @@ from onegc.evidence.attest import (
 )
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import JOURNAL_DIR, ChainCheck, check_chain, journal_path
+from onegc.evidence.models import Verdict
 from onegc.evidence.schema import TABLES
 
 DB_NAME = "evidence.duckdb"
@@ -281,21 +282,21 @@ def sign_run(run_dir: Path, manifest: dict, signer: Signer) -> Path:
     return path
 
 
-def sign_verdict(run_dir: Path, verdict: dict, signer: Signer) -> Path:
+def sign_verdict(run_dir: Path, verdict: Verdict, signer: Signer) -> Path:
     """The verdict as a second statement over the run's subjects, one file per policy and
     rule set: judging again under new rules adds a statement and leaves the evidence as it is."""
     manifest = json.loads((run_dir / MANIFEST_NAME).read_text())
-    rules = [{"id": r["id"], "outcome": r["outcome"], "severity": r["severity"], "disqualifies": r["disqualifies"],
-              "cited": [{"table": c.get("table_name"), "seq": c.get("seq")} for c in r.get("rows", [])]}
-             for r in verdict.get("rules", [])]
+    rules = [{"id": r.id, "outcome": r.outcome, "severity": r.severity, "disqualifies": r.disqualifies,
+              "cited": [{"table": c.table_name, "seq": c.seq} for c in r.rows]} for r in verdict.rules]
     predicate = {
-        "status": verdict["status"], "reasons": verdict["reasons"], "score": verdict.get("score"),
-        "disqualified_by": verdict["disqualified_by"], "warnings": verdict["warnings"], "rules": rules,
-        "policy": {k: (verdict.get("policy") or {}).get(k) for k in ("name", "sha256")},
-        "rules_sha256": verdict.get("rules_sha256"), "integrity": verdict["integrity"].get("label"),
+        "format": verdict.format, "run_id": verdict.run_id, "task": verdict.task,
+        "status": verdict.status, "reasons": verdict.reasons, "score": verdict.score and verdict.score.model_dump(),
+        "disqualified_by": verdict.disqualified_by, "warnings": verdict.warnings, "rules": rules,
+        "policy": {"name": verdict.policy.name, "sha256": verdict.policy.sha256},
+        "rules_sha256": verdict.rules_sha256, "integrity": verdict.integrity.label,
     }
     stmt = statement(run_subjects(run_dir, manifest), VERDICT_PREDICATE, predicate)
-    name = f"verdict.{str(predicate['policy']['sha256'])[:12]}.{str(verdict.get('rules_sha256'))[:12]}.intoto.json"
+    name = f"verdict.{verdict.policy.sha256[:12]}.{verdict.rules_sha256[:12]}.intoto.json"
     path = run_dir / ATTEST_DIR / name
     write_envelope(path, envelope(stmt, signer))
     return path

@@ -25,6 +25,7 @@ import duckdb
 from onegc.evidence.attest import Verifier
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.integrity import verify_run
+from onegc.evidence.models import Verdict
 from onegc.evidence.schema import TABLE_BY_NAME
 from onegc.evidence.seal import DB_NAME, RESCORE_DIR, latest_result
 
@@ -433,7 +434,7 @@ def judge(
     policy: Policy | None = None,
     direction_for: Callable[[str], str | None] | None = None,
     verifier: Verifier | None = None,
-) -> dict:
+) -> Verdict:
     """The verdict of one run: integrity (with `verifier`, the signatures first), then every
     rule, then the score."""
     policy = policy or load_policy()
@@ -457,7 +458,7 @@ def judge(
         verdict["status"] = integrity["status"] if integrity["status"] == "tampered" else "incomplete"
         verdict["reasons"] = integrity["problems"] + integrity["incomplete_reasons"]
         verdict["policy"] = policy.summary(None)
-        return verdict
+        return Verdict.model_validate(verdict)
     con = open_evidence(run_dir)
     try:
         run_id, task = con.execute("SELECT run_id, task FROM run").fetchone()
@@ -507,7 +508,7 @@ def judge(
             if "scores" not in tables
             else "no checkpoint produced an official score"
         ]
-    return verdict
+    return Verdict.model_validate(verdict)
 
 
 def _partial_record(rules: list[dict], absent: set[str]) -> list[str]:
@@ -529,5 +530,5 @@ def _partial_record(rules: list[dict], absent: set[str]) -> list[str]:
     return out
 
 
-def verdict_json(verdict: dict) -> str:
-    return json.dumps(verdict, indent=2, sort_keys=False, default=str)
+def verdict_json(verdict: Verdict) -> str:
+    return verdict.model_dump_json(indent=2)

@@ -30,7 +30,7 @@ def test_broken_registry_makes_a_scored_run_incomplete_never_a_guessed_best(runs
     files = {"train.py": "def build_model(config):\n    return None\n"}
     run = _with_scored_rescore(monitored(runs_dir, script, files=files))
     known = judge(run, direction_for=lambda task: "lower")
-    assert known["status"] == "accepted" and known["score"]["official"] == 0.25, known["reasons"]
+    assert known.status == "accepted" and known.score.official == 0.25, known.reasons
     from onegc.tasks import registry
 
     def broken(task):
@@ -39,9 +39,9 @@ def test_broken_registry_makes_a_scored_run_incomplete_never_a_guessed_best(runs
     monkeypatch.setattr(registry, "get_task", broken)
     assert task_direction("t6") is None
     verdict = judge(run, direction_for=task_direction)
-    assert verdict["status"] == "incomplete" and verdict["score"] is None
-    assert any("direction of task 't0' is unknown" in r for r in verdict["reasons"])
-    assert judge(run)["status"] == "incomplete"  # no lookup at all is no better
+    assert verdict.status == "incomplete" and verdict.score is None
+    assert any("direction of task 't0' is unknown" in r for r in verdict.reasons)
+    assert judge(run).status == "incomplete"  # no lookup at all is no better
     cli = [sys.executable, "-c", "from onegc.audit.cli import main; main()"]
     res = subprocess.run([*cli, "verify", str(run)], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "ONEGC_KEY_DIR": str(runs_dir / "none")})
@@ -51,5 +51,5 @@ def test_broken_registry_makes_a_scored_run_incomplete_never_a_guessed_best(runs
 def test_a_record_without_locked_files_or_deadline_is_incomplete(runs_dir):
     run = monitored(runs_dir, "echo hi > a.txt", locked=())
     verdict = judge(run, direction_for=lambda task: "lower")
-    assert verdict["status"] == "incomplete"
-    assert any("no locked files" in r for r in verdict["reasons"])
+    assert verdict.status == "incomplete"
+    assert any("no locked files" in r for r in verdict.reasons)

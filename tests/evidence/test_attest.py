@@ -91,7 +91,7 @@ def test_reseal_without_the_pip_row_is_tampered_with_the_key(signed_runs, keys, 
     """The forger rewrites the journals without the install, reseals with the project's own
     seal(): hashes all agree, only the signature tells."""
     run = copy_of(signed_runs[1])
-    assert judge(run)["status"] == "disqualified"
+    assert judge(run).status == "disqualified"
     path = run / "journal" / "execs.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     keep = [r for r in rows if "pip" not in json.dumps(r.get("argv"))]
@@ -108,7 +108,7 @@ def test_reseal_without_the_pip_row_is_tampered_with_the_key(signed_runs, keys, 
     seal(run, complete=True, reasons=[])
     assert verify_run(run).status == "intact"  # the seal alone is fooled ...
     v = judge(run, verifier=pub(keys))  # ... the signature is not
-    assert v["status"] == "tampered" and "not the one that was signed" in v["reasons"][0]
+    assert v.status == "tampered" and "not the one that was signed" in v.reasons[0]
     res = subprocess.run([*CLI, "verify", str(run), "--key", str(keys / "harness" / PUBLIC_NAME)],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 6 and "not the one that was signed" in res.stdout
@@ -196,10 +196,10 @@ def test_tripwire_every_file_the_verdict_can_read_is_sealed(signed_runs, copy_of
         data[len(data) // 2] ^= 0x01
         path.write_bytes(bytes(data))
         verdict = judge(run)
-        assert verdict["status"] == "tampered", (name, verdict["status"], verdict["reasons"])
+        assert verdict.status == "tampered", (name, verdict.status, verdict.reasons)
     run = copy_of(src)
     (run / "agent" / "late.json").write_text("{}")
-    assert judge(run)["status"] == "tampered"
+    assert judge(run).status == "tampered"
 
 
 def test_aggregate_with_the_key_admits_only_runs_whose_signatures_verify(signed_runs, keys):

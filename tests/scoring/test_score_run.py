@@ -190,14 +190,14 @@ def test_a_sealed_rescore_is_the_score_the_verdict_takes(tmp_path: Path) -> None
         assert res.returncode == 0, res.stdout + res.stderr  # accepted
         run = runs / "scripted-baseline" / "t6" / "r1"
         first = judge(run, direction_for=task_direction)
-        assert first["status"] == "accepted" and "source" not in first["score"]
+        assert first.status == "accepted" and first.score.source is None
         res = subprocess.run([CLI, "score", str(run), "--why", "evaluator fix", "--json"], env=env,
                              capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
         out = Path(json.loads(res.stdout)["rescore_dir"])
         second = judge(run, direction_for=task_direction)
-        assert second["status"] == "accepted"
-        assert second["score"]["source"] == str((out / "result.json").relative_to(run))
-        assert second["score"]["official"] == pytest.approx(first["score"]["official"])
+        assert second.status == "accepted"
+        assert second.score.source == str((out / "result.json").relative_to(run))
+        assert second.score.official == pytest.approx(first.score.official)
     finally:
         shutil.rmtree(runs, ignore_errors=True)
