@@ -49,9 +49,14 @@ def _data(task: registry.TaskSpec, run_dir: Path, data_dir: Path | None) -> tupl
     for folder in candidates:
         if folder != explicit and not (folder / "prepared.json").is_file():
             continue
+        if folder != explicit and not recorded.get("files"):
+            continue  # fail closed: a data version nobody recorded is never assumed, only named
         prepared = registry.prepare_data(task.id, folder, synthetic)
         if not recorded.get("files") or _same_data(recorded, prepared):
             return prepared.data_dir, official.data_context(prepared)
+    if not recorded.get("files"):
+        raise OnegcError(f"{run_dir}: the run records no data version to score against",
+                         hint="pass --data-dir to the prepared data to use (recorded in the rescore)")
     raise OnegcError(
         f"no prepared data for {task.id} matches the files this run was scored against; "
         "pass --data-dir to where they are"

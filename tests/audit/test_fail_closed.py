@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from onegc.audit.cmd_verify import task_direction
 from onegc.evidence.seal import RESCORE_DIR, seal_addendum
 from onegc.rules.engine import judge
@@ -53,3 +55,20 @@ def test_a_record_without_locked_files_or_deadline_is_incomplete(runs_dir):
     verdict = judge(run, direction_for=lambda task: "lower")
     assert verdict.status == "incomplete"
     assert any("no locked files" in r for r in verdict.reasons)
+
+
+def test_rescoring_without_a_recorded_data_version_needs_it_named(tmp_path):
+    """A run whose result.json records no data files is never scored against whatever data
+    is lying around; an unreadable record is an error, not "no record"."""
+    from onegc.audit import cmd_score
+    from onegc.evidence.errors import OnegcError
+    from onegc.tasks import registry
+
+    task = registry.get_task("t6")
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(OnegcError, match="records no data version"):
+        cmd_score._data(task, run, None)
+    (run / "result.json").write_text("{not json")
+    with pytest.raises(OnegcError, match="data version of the run is unknown"):
+        cmd_score._data(task, run, None)
