@@ -11,6 +11,7 @@ from rich.console import Console
 from onegc.audit import official
 from onegc.audit.cmd_verify import print_verdict, task_direction
 from onegc.audit.exitcodes import BY_STATUS
+from onegc.evidence.attest import init_keys, key_dir, load_signer
 from onegc.evidence.seal import latest_result
 from onegc.harness.agents import PROXY_PORT, resolve_agent, with_home, write_home_files
 from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
@@ -163,6 +164,9 @@ def demo(
 ) -> None:
     """The whole product in one command, offline: a scripted agent trains the T6 baseline
     under the sensors, the evidence is sealed and verified."""
+    if load_signer() is None:  # the demo shows a signed run: make this machine's key once
+        public = init_keys(key_dir())
+        Console(stderr=True).print(f"made a signing key; share {public} with whoever verifies", highlight=False)
     rep = 1
     while (runs_dir / "scripted-baseline" / "t6" / f"r{rep}").exists():
         rep += 1
