@@ -58,7 +58,7 @@ def test_verify_writes_nothing_is_reproducible_and_records_the_policy(runs_dir):
     before = tree_state(run)
     first, second = judge(run), judge(run)
     assert tree_state(run) == before
-    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    assert first.model_dump_json() == second.model_dump_json()
     assert first.status == "disqualified" and first.disqualified_by == ["R3"]
     assert first.policy.name == "strict" and "R3" in first.policy.attempt_disqualifies
     lenient = judge(run, load_policy(Path(CHECKS_DIR.parent / "policies" / "lenient.toml")))
