@@ -212,3 +212,24 @@ def test_aggregate_with_the_key_admits_only_runs_whose_signatures_verify(signed_
     assert {k: v for k, v in keyed.items() if k != 3} == {k: v for k, v in plain.items() if k != 3}
     other = {r["rep"]: r["status"] for r in collect_runs(base, pub(keys, "other")).iter_rows(named=True)}
     assert set(other.values()) == {"tampered"}
+
+
+def test_keys_init_show_and_bad_key_files(tmp_path):
+    folder = tmp_path / "k"
+    res = subprocess.run([*CLI, "keys", "init", "--dir", str(folder)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert (folder / "signing.pem").stat().st_mode & 0o777 == 0o600
+    keyid = load_verifier(folder / PUBLIC_NAME).keyid
+    assert keyid in res.stdout
+    show = subprocess.run([*CLI, "keys", "show", "--dir", str(folder)], capture_output=True, text=True)
+    assert show.returncode == 0 and "BEGIN PUBLIC KEY" in show.stdout and keyid in show.stdout
+    again = subprocess.run([*CLI, "keys", "init", "--dir", str(folder)], capture_output=True, text=True)
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+    empty = subprocess.run([*CLI, "keys", "show", "--dir", str(tmp_path / "none")], capture_output=True, text=True)
+    assert empty.returncode == 2 and "keys init" in empty.stderr
+    junk = tmp_path / "junk.pub"
+    junk.write_text("not a key")
+    for key in (junk, folder / "signing.pem", tmp_path / "missing.pub"):
+        res = subprocess.run([*CLI, "verify", str(tmp_path), "--key", str(key)], capture_output=True, text=True)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "Traceback" not in res.stderr
