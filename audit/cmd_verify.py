@@ -7,8 +7,9 @@ import typer
 from rich.console import Console
 
 from onegc.audit.exitcodes import BY_STATUS
-from onegc.evidence.attest import AttestationError, load_signer, load_verifier
+from onegc.evidence.attest import AttestationError, Verifier, load_signer, load_verifier
 from onegc.evidence.bundle import is_bundle, opened
+from onegc.evidence.integrity import check_verdict_attestations
 from onegc.evidence.models import Verdict
 from onegc.evidence.seal import sign_verdict
 from onegc.rules.engine import judge, load_policy, verdict_json
@@ -64,15 +65,26 @@ def verify(
             raise AttestationError("--attest signs a run folder, not a bundle")
         with opened(run_dir) as (unpacked, _):
             verdict = judge(unpacked, load_policy(policy), direction_for=task_direction, verifier=verifier)
+            signed = _signed_verdicts(unpacked, verdict, verifier)
     else:
         verdict = judge(run_dir, load_policy(policy), direction_for=task_direction, verifier=verifier)
+        signed = _signed_verdicts(run_dir, verdict, verifier)
         if signer is not None:
             sign_verdict(run_dir, verdict, signer)
     if as_json:
         print(verdict_json(verdict))
     else:
         print_verdict(run_dir, verdict)
+        for line in signed:
+            print(f"  verdict attestation: {line}")
     raise typer.Exit(BY_STATUS[verdict.status])
+
+
+def _signed_verdicts(run_dir: Path, verdict: Verdict, verifier: Verifier | None) -> list[str]:
+    """What the run's signed verdict statements say, once its evidence is known to be signed."""
+    if verifier is None or verdict.integrity.signature != "verified":
+        return []
+    return check_verdict_attestations(run_dir, verdict, verifier)
 
 
 def print_verdict(run_dir: Path, v: Verdict) -> None:

@@ -19,6 +19,7 @@ from onegc.evidence.attest import (
     ATTEST_DIR,
     RUN_ATTESTATION,
     RUN_PREDICATE,
+    VERDICT_PREDICATE,
     Verifier,
     open_envelope,
     read_envelope,
@@ -27,6 +28,7 @@ from onegc.evidence.attest import (
 )
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import JOURNAL_DIR, check_chain, journal_path
+from onegc.evidence.models import Verdict
 from onegc.evidence.schema import TABLES
 from onegc.evidence.seal import (
     ADDENDA_DIRS,
@@ -241,6 +243,36 @@ def check_signatures(run_dir: Path, manifest: dict, verifier: Verifier) -> list[
             if problem:
                 problems.append(problem)
     return problems
+
+
+def check_verdict_attestations(run_dir: Path, verdict: Verdict, verifier: Verifier) -> list[str]:
+    """One line per signed verdict statement in the run: does it verify, is it about this
+    run, and (when judged under the same policy and rules) does it say what the judging says."""
+    lines = []
+    for path in sorted((run_dir / ATTEST_DIR).glob("verdict.*.intoto.json")):
+        env = read_envelope(path)
+        try:
+            digests = run_subjects(run_dir, json.loads((run_dir / MANIFEST_NAME).read_text()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            digests = {}
+        problem = _check_statement(env, verifier, VERDICT_PREDICATE, digests, path.name)
+        if problem:
+            lines.append(f"{problem}: not counted")
+            continue
+        stmt, _ = open_envelope(env, verifier)
+        pred = (stmt or {}).get("predicate") or {}
+        same_basis = (pred.get("policy") or {}).get("sha256") == verdict.policy.sha256 and (
+            pred.get("rules_sha256") == verdict.rules_sha256)
+        signed_score = (pred.get("score") or {}).get("official")
+        now_score = verdict.score.official if verdict.score else None
+        if not same_basis:
+            lines.append(f"{path.name}: signed {pred.get('status')} under another policy or rule set")
+        elif (pred.get("status"), signed_score) != (verdict.status, now_score):
+            lines.append(f"{path.name}: signed {pred.get('status')} ({signed_score}), judged now {verdict.status} "
+                         f"({now_score}): they disagree")
+        else:
+            lines.append(f"{path.name}: signed verdict agrees ({verdict.status})")
+    return lines
 
 
 def _signature_state(run_dir: Path, report: IntegrityReport) -> None:

@@ -146,6 +146,23 @@ def test_verdict_attestation_is_a_second_statement_over_the_same_subjects(signed
     r4 = next(r for r in stmt["predicate"]["rules"] if r["id"] == "R4")
     assert r4["cited"] and r4["cited"][0]["table"] == "execs"
     assert verify_run(run, pub(keys)).status == "intact"  # the evidence itself is untouched
+    keyed = [*CLI, "verify", str(run), "--key", str(keys / "harness" / PUBLIC_NAME)]
+    res = subprocess.run(keyed, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 4 and "signed verdict agrees (disqualified)" in res.stdout
+    # the key holder signing a verdict the evidence does not support is shown, not believed
+    from onegc.evidence.attest import load_signer
+    from onegc.evidence.seal import sign_verdict
+
+    lie = judge(run).model_copy(update={"status": "accepted"})
+    path.unlink()
+    sign_verdict(run, lie, load_signer(keys / "harness"))
+    res = subprocess.run(keyed, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 4 and "signed accepted (None), judged now disqualified (None): they disagree" in res.stdout
+    env = json.loads(path.read_text())
+    env["signatures"][0]["sig"] = base64.b64encode(b"\0" * 64).decode()
+    path.write_text(json.dumps(env))
+    res = subprocess.run(keyed, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 4 and "does not verify" in res.stdout and "not counted" in res.stdout
 
 
 def test_bundle_verifies_as_another_user_with_the_same_verdict(signed_runs, keys, tmp_path):
