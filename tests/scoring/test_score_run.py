@@ -17,6 +17,7 @@ import pytest
 from onegc.audit import aggregate as agg
 from onegc.audit import official
 from onegc.evidence.integrity import verify_run
+from onegc.evidence.models import Result
 from onegc.evidence.seal import latest_result
 from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
 from onegc.harness.scoring import scoring_step
@@ -153,6 +154,7 @@ def test_rescore_beside_the_old_result_and_verified(scored_run: Path, tmp_path: 
     assert out.parent == scored_run / "rescore"
     new = json.loads((out / "result.json").read_text())
     old = json.loads((scored_run / "result.json").read_text())
+    Result.model_validate(new), Result.model_validate(old)  # what is published is what `schema result` says
     assert new["scorer"]["who"] == "tester" and new["scorer"]["why"] == "evaluator fix"
     assert new["scorer"]["supersedes"] == "result.json"
     assert new["value"] == pytest.approx(old["value"]) and new["checkpoint"] == old["checkpoint"]
