@@ -24,13 +24,12 @@ from onegc.evidence.attest import Verifier
 from onegc.evidence.errors import MissingExtra, OnegcError
 from onegc.evidence.integrity import BadRunDir
 from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR
-from onegc.rules.engine import judge
+from onegc.rules.engine import judge, open_evidence
 
 STATUSES = ("accepted", "no_score", "disqualified", "incomplete", "tampered")
 ATTEMPTED = ("accepted", "no_score", "disqualified")  # the N of the success rate n/N
 EXCLUDED = ("disqualified", "incomplete", "tampered")
 THIN_BELOW = 3  # a cell resting on fewer scored runs is marked thin
-TRAIN_SCRIPT = re.compile(r"^(run_.*|train.*)\.py$")
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def run_verdict(run_dir: Path, verifier: Verifier | None = None) -> Standing:
     with a `verifier`, a run whose signatures do not verify is `tampered`."""
     from onegc.audit.cmd_verify import task_direction
 
-    v = judge(run_dir, direction_for=task_direction, verifier=verifier)  # the verdict dict (onegc-verdict-1)
+    v = judge(run_dir, direction_for=task_direction, verifier=verifier)  # a Verdict (onegc-verdict-1)
     score = v.score.official if v.score else None
     rule = ", ".join(v.disqualified_by) or (v.reasons[0] if v.reasons else None)
     return Standing(v.status, score, rule)
@@ -70,37 +69,17 @@ def run_status(run_dir: Path) -> tuple[str, float | None]:
 
 
 # -- evidence -> per-run facts ----------------------------------------------------------------
-def _script_of(argv: list[str]) -> str | None:
-    """The script a python command line runs (None for -c/-m or no script)."""
-    args = iter(argv[1:])
-    for a in args:
-        if a in ("-c", "-m"):
-            return None
-        if a in ("-W", "-X", "-Q"):
-            next(args, None)
-            continue
-        if a.startswith("-"):
-            continue
-        return a
-    return None
-
-
-def scripts_launched(con: duckdb.DuckDBPyConnection, deadline_mono: float) -> int:
-    """Training-script invocations started within the budget (paper Table 5): execs of
-    python running run_*.py / train*.py, or of such a script directly (shebang)."""
-    n = 0
-    for path, argv in con.execute(
-        "SELECT path, argv FROM execs WHERE NOT coalesce(probe, false) AND mono <= ? ORDER BY seq",
-        [deadline_mono],
-    ).fetchall():
-        prog = Path(path or "").name
-        if TRAIN_SCRIPT.match(prog):
-            n += 1
-        elif prog.startswith("python") and argv:
-            script = _script_of(list(argv))
-            if script and TRAIN_SCRIPT.match(Path(script).name):
-                n += 1
-    return n
+def shared_facts(run_dir: Path) -> tuple[int, float | None]:
+    """(training scripts launched, seconds of the budget used) of one run, read off the rules'
+    own views (training_launches, budget_use): Table 5 and 8 count what W3 and the named
+    queries count."""
+    con = open_evidence(run_dir, derived=False)
+    try:
+        launched = con.execute("SELECT count(*) FROM training_launches").fetchone()[0]
+        used = con.execute("SELECT used_s FROM budget_use").fetchone()
+    finally:
+        con.close()
+    return launched, (used[0] if used else None)
 
 
 def run_facts(run_dir: Path) -> dict[str, Any]:
@@ -120,25 +99,20 @@ def run_facts(run_dir: Path) -> dict[str, Any]:
     except duckdb.Error:
         return facts
     try:
-        row = con.execute(
-            "SELECT label, task, rep, budget_s, started_mono, deadline_mono FROM run LIMIT 1"
-        ).fetchone()
-        if row is None:
-            return facts
-        label, task, rep, budget_s, started, deadline = row
-        facts.update(agent=label or facts["agent"], task=task or facts["task"], rep=rep, budget_s=budget_s)
-        end = con.execute(
-            "SELECT min(mono) FROM harness_events WHERE kind IN ('agent_exited', 'deadline', "
-            "'launcher_exited')"
-        ).fetchone()[0]
-        if started is not None and end is not None:
-            facts["budget_used_s"] = min(float(end) - float(started), float(budget_s or math.inf))
-        if deadline is not None:
-            facts["scripts_launched"] = scripts_launched(con, float(deadline))
+        row = con.execute("SELECT label, task, rep, budget_s, deadline_mono FROM run LIMIT 1").fetchone()
     except duckdb.Error:
-        pass
+        row = None
     finally:
         con.close()
+    if row is None:
+        return facts
+    label, task, rep, budget_s, deadline = row
+    facts.update(agent=label or facts["agent"], task=task or facts["task"], rep=rep, budget_s=budget_s)
+    if deadline is not None:
+        try:
+            facts["scripts_launched"], facts["budget_used_s"] = shared_facts(run_dir)
+        except duckdb.Error:
+            pass
     return facts
 
 

@@ -1,54 +1,85 @@
 """The `onegc-audit` command: one module per command, errors as one line, never a traceback."""
 
+import importlib
 import os
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from onegc.audit import (
-    cmd_agents,
-    cmd_aggregate,
-    cmd_export,
-    cmd_import,
-    cmd_keys,
-    cmd_review,
-    cmd_rules,
-    cmd_run,
-    cmd_schema,
-    cmd_score,
-    cmd_seal,
-    cmd_sql,
-    cmd_sweep,
-    cmd_tasks,
-    cmd_verify,
-)
 from onegc.audit.exitcodes import BAD_INPUT, INTERNAL
 from onegc.evidence.errors import OnegcError
 
+# The commands: name -> ("module:attribute", one line of help). An attribute is a command
+# function or a typer app of subcommands. A module is imported only when its command runs (or
+# its own --help is asked for), so `onegc-audit --help` loads neither duckdb, polars nor torch.
+# Adding a command is adding a row.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("cmd_run:run", "Run one agent on one task, monitored, and seal the evidence."),
+    "demo": ("cmd_run:demo", "A short monitored run of a scripted agent, then its verdict."),
+    "verify": ("cmd_verify:verify", "Judge a run: seal integrity, then Rules 1-9 and the warnings, then the score."),
+    "score": ("cmd_score:score", "Score a run's checkpoints with the official evaluator (sealed as a rescore)."),
+    "aggregate": ("cmd_aggregate:aggregate", "The leaderboard (Tables 4, 5, 6, 8) from verdict-gated runs."),
+    "tasks": ("cmd_tasks:app", "The seven 1GC-7RC tasks: metadata and data preparation."),
+    "sql": ("cmd_sql:sql", "Read-only SQL over the union of the evidence of every run under ROOTS."),
+    "query": ("cmd_sql:query", "Run a named question kept as a SQL file (`query list` shows them)."),
+    "seal": ("cmd_seal:seal_cmd", "Seal a run directory's journals into its evidence database."),
+    "import": ("cmd_import:import_cmd", "Import agent transcripts recorded elsewhere as sealed runs."),
+    "sweep": ("cmd_sweep:app", "The agents x tasks x repetitions matrix."),
+    "agents": ("cmd_agents:app", "The agent dispatch table: CLIs, models, endpoints' environment variables."),
+    "review": ("cmd_review:review", "A run's verdict with its evidence, for a human reviewer (Markdown or HTML)."),
+    "rules": ("cmd_rules:app", "The rules verdicts are judged by."),
+    "keys": ("cmd_keys:app", "The signing key: make one, show its public half."),
+    "export": ("cmd_export:export", "Export a sealed run as one bundle file another machine can verify."),
+    "schema": ("cmd_schema:schema", "The JSON Schema of a verdict or of an official result."),
+}
+
+
+def load_command(name: str) -> Any:
+    """The click command behind a row of COMMANDS (its module imported now)."""
+    target, _ = COMMANDS[name]
+    module, attr = target.split(":")
+    obj = getattr(importlib.import_module(f"onegc.audit.{module}"), attr)
+    holder = typer.Typer(rich_markup_mode="markdown", pretty_exceptions_enable=False, add_completion=False)
+    if isinstance(obj, typer.Typer):
+        holder.add_typer(obj, name=name)
+    else:
+        holder.command(name)(obj)
+        holder.callback()(lambda: None)  # a group of one, so that the command keeps its name
+    return typer.main.get_command(holder).commands[name]
+
+
+class _Lazy(TyperCommand):
+    """A command as the top-level help lists it; the real one is built when it is used."""
+
+    def __init__(self, name: str, short: str) -> None:
+        super().__init__(name, help=short, short_help=short)
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        return load_command(str(self.name)).make_context(info_name, args, parent=parent, **extra)
+
+
+class LazyGroup(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return _Lazy(cmd_name, COMMANDS[cmd_name][1]) if cmd_name in COMMANDS else None
+
+
 app = typer.Typer(
+    cls=LazyGroup,
     no_args_is_help=True,
     rich_markup_mode="markdown",  # reflows docstring paragraphs in --help
     pretty_exceptions_enable=False,
     add_completion=False,
-    help="Run, watch and judge the 1GC-7RC benchmark: sealed evidence, Rules 1-9, leaderboard.",
 )
-app.command()(cmd_run.run)
-app.command()(cmd_run.demo)
-app.command()(cmd_verify.verify)
-app.command()(cmd_score.score)
-app.command()(cmd_aggregate.aggregate)
-app.add_typer(cmd_tasks.app, name="tasks")
-app.command()(cmd_sql.sql)
-app.command()(cmd_sql.query)
-app.command("seal")(cmd_seal.seal_cmd)
-app.command("import")(cmd_import.import_cmd)
-app.add_typer(cmd_sweep.app, name="sweep")
-app.add_typer(cmd_agents.app, name="agents")
-app.command()(cmd_review.review)
-app.add_typer(cmd_rules.app, name="rules")
-app.add_typer(cmd_keys.app, name="keys")
-app.command()(cmd_export.export)
-app.command()(cmd_schema.schema)
+
+
+@app.callback()
+def _root() -> None:
+    """Run, watch and judge the 1GC-7RC benchmark: sealed evidence, Rules 1-9, leaderboard."""
 
 
 def _say(message: str, hint: str | None = None) -> None:

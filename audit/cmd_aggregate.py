@@ -20,12 +20,14 @@ def aggregate(
     fmt: Annotated[str, typer.Option("--format", help="md, csv, json or latex.")] = "md",
     plot: Annotated[Path | None, typer.Option(help="Draw Figure 3 (scripts vs Agg) to this file.")] = None,
     thin: Annotated[int, typer.Option(help="Cells with fewer scored runs are marked thin.")] = agg.THIN_BELOW,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here, not stdout.")] = None,
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write here, not stdout.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The leaderboard as JSON (same as --format json).")] = False,
     key: Annotated[Path | None, typer.Option("--key", help="Public key (PEM): admit only runs whose "
                                              "signatures verify; the others are listed apart as tampered.")] = None,
 ) -> None:
     """Leaderboard over every agent x task found: mean ± std, success n/N, Agg, best run,
     scripts launched, budget used; disqualified/incomplete/tampered runs listed apart."""
+    fmt = "json" if as_json else fmt
     if fmt not in ("md", "csv", "json", "latex"):
         raise typer.BadParameter(f"--format must be md, csv, json or latex, not {fmt!r}")
     if runs is None and results is None:

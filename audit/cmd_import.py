@@ -1,6 +1,8 @@
 """`onegc-audit import PATH`: transcripts and artifacts recorded elsewhere into sealed,
 queryable run directories (incomplete by construction: no OS evidence)."""
 
+import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -8,6 +10,7 @@ import typer
 from rich.console import Console
 
 from onegc.audit import importer
+from onegc.audit.progress import Status, counted, on_terminal
 from onegc.evidence.errors import OnegcError
 
 
@@ -26,6 +29,7 @@ def import_cmd(
     fmt: Annotated[
         str | None, typer.Option("--format", help="claude, codex or opencode (default: detected).")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")] = False,
 ) -> None:
     """Import agent transcripts (Claude Code stream-json, Codex exec --json + rollout,
     OpenCode run --format json) and the artifacts beside them as sealed run directories.
@@ -40,7 +44,15 @@ def import_cmd(
             raise OnegcError("give either --agent/--task/--rep or --agent-from-path, not both")
         if not path.is_dir():
             raise OnegcError(f"{path}: --agent-from-path needs a folder to walk")
-        report = importer.walk(path, runs_dir, agent_from_path, fmt)
+        started = time.monotonic()
+        with Status(on_terminal(as_json)) as status:
+            report = importer.walk(path, runs_dir, agent_from_path, fmt, lambda n, total, folder: status.show(
+                counted(n, total, "importing: folder", started, str(folder.relative_to(path)))))
+        if as_json:
+            print(json.dumps({"imported": [_as_dict(d) for d in report.imported],
+                              "duplicates": [_as_dict(d) for d in report.duplicates],
+                              "skipped": report.skipped}, indent=1))
+            return
         for done in report.imported:
             console.print(f"imported {done.run_dir} ({done.fmt}{_dropped(done)})")
         for done in report.duplicates:
@@ -55,6 +67,9 @@ def import_cmd(
     if agent is None or task is None or rep is None:
         raise OnegcError("give --agent, --task and --rep (or --agent-from-path PATTERN for a tree)")
     done = importer.import_one(importer.source_of(path, fmt), runs_dir, agent, task, rep)
+    if as_json:
+        print(json.dumps(_as_dict(done), indent=1))
+        return
     if done.duplicate_of:
         console.print(f"duplicate: {path} was already imported as {done.duplicate_of}")
         return
@@ -62,6 +77,11 @@ def import_cmd(
     for line in done.dropped[:20]:
         console.print(f"  dropped {line}")
     console.print("verify: incomplete (imported: no OS evidence; see `onegc-audit verify`)")
+
+
+def _as_dict(done: importer.Imported) -> dict:
+    return {"run_dir": str(done.run_dir), "format": done.fmt, "counts": done.counts, "dropped": done.dropped,
+            "duplicate_of": None if done.duplicate_of is None else str(done.duplicate_of)}
 
 
 def _dropped(done: importer.Imported) -> str:

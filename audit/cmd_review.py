@@ -1,5 +1,7 @@
 """`onegc-audit review RUN_DIR`: the document a disqualification review needs."""
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +14,8 @@ from onegc.evidence.integrity import BadRunDir
 def review(
     run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/opus47/t2/r4.")],
     fmt: Annotated[str, typer.Option("--format", help="md or html.")] = "md",
-    out: Annotated[Path | None, typer.Option(help="Write to a file instead of stdout.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write to a file instead of stdout.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The review's content as JSON.")] = False,
 ) -> None:
     """Verdict, each rule's cited rows, a timeline with the violations marked, the transcript
     around each violation, checkpoints and scores, and the seal's status."""
@@ -21,9 +24,12 @@ def review(
     if not run_dir.is_dir():
         raise BadRunDir(f"{run_dir}: no such run directory")
     r = build(run_dir)
-    text = to_html(r) if fmt == "html" else to_markdown(r)
+    rendered = {"html": to_html, "md": to_markdown}[fmt]
+    text = json.dumps(asdict(r) | {"verdict": r.verdict.model_dump(mode="json")}, indent=1, default=str) \
+        if as_json else rendered(r)
     if out:
         out.write_text(text)
-        print(f"wrote {out} (verdict: {r.verdict['status']})")
+        if not as_json:
+            print(f"wrote {out} (verdict: {r.verdict.status})")
     else:
         print(text)

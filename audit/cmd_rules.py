@@ -1,7 +1,6 @@
 """`onegc-audit rules list` and `rules explain ID`: the rules as a reviewer reads them."""
 
 import json
-import re
 import textwrap
 from typing import Annotated
 
@@ -9,39 +8,15 @@ import typer
 
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.schema import TABLE_BY_NAME
-from onegc.rules.engine import load_policy, load_rules
+from onegc.rules.engine import load_policy, load_rules, rule_tables
 
 app = typer.Typer(no_args_is_help=True, help="The rules verdicts are judged by.")
-
-# Tables a check may read besides the spine's (added by the stream parser and by scoring).
-EXTRA_TABLES = {
-    "scores": "Official scoring of each checkpoint by the original evaluator (added by scoring).",
-    "messages": "What the agent said, parsed from its stream (added by the stream parser).",
-    "run": "One row: the run's identity, budget, deadline and end.",
-    "workspace_scripts": "Top-level workspace scripts, read at verify time and accepted only when their "
-    "sha256 matches the sealed after-snapshot.",
-    "checkpoint_scan": "Checkpoints under checkpoints/, scanned at verify time, matched to the sealed "
-    "after-snapshot by sha256.",
-}
-
-
-# The engine's views (rules/views.sql) and the tables they read.
-VIEWS = {"started": "execs", "run_meta": "run"}
-
 
 def _rule(rule_id: str):
     for r in load_rules():
         if r.id.lower() == rule_id.lower():
             return r
     raise OnegcError(f"no rule {rule_id!r}; see `onegc-audit rules list`")
-
-
-def _tables_read(sql: str) -> list[str]:
-    names = set(re.findall(r"\b(?:FROM|JOIN)\s+([a-z_]+)", sql))
-    names |= set(re.findall(r",\s*([a-z_]+)\s+[a-z]\b", sql))
-    names |= {VIEWS[n] for n in names if n in VIEWS}
-    known = set(TABLE_BY_NAME) | set(EXTRA_TABLES)
-    return sorted(n for n in names if n in known)
 
 
 @app.command("list")
@@ -64,7 +39,7 @@ def explain(
     """The paper's words, what evidence decides the rule, the checks themselves."""
     r = _rule(rule_id)
     strict = load_policy()
-    tables = sorted({t for c in r.checks for t in _tables_read(c.sql)})
+    tables = sorted(rule_tables(r))  # the engine's own answer: what it skips a check for lacking
     if as_json:
         print(
             json.dumps(
@@ -136,4 +111,4 @@ def explain(
 
 
 def _describe(table: str) -> str:
-    return TABLE_BY_NAME[table].description if table in TABLE_BY_NAME else EXTRA_TABLES[table]
+    return TABLE_BY_NAME[table].description

@@ -11,10 +11,12 @@ from rich.console import Console
 from onegc.audit import official
 from onegc.audit.cmd_verify import print_verdict, task_direction
 from onegc.audit.exitcodes import BY_STATUS
+from onegc.audit.progress import RunWatcher, Status, on_terminal
 from onegc.evidence.attest import init_keys, key_dir, load_signer
+from onegc.evidence.layout import RunLayout
 from onegc.evidence.seal import latest_result
 from onegc.harness.agents import PROXY_PORT, resolve_agent, with_home, write_home_files
-from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.harness.monitor import RunSpec, create_run_dir, run_dir_for, run_monitored
 from onegc.harness.proxy import Route, attach_proxy
 from onegc.harness.scoring import scoring_step
 from onegc.harness.streams.record import stream_step
@@ -48,16 +50,21 @@ def monitored_run(
     synthetic: bool | None,
     env: dict[str, str],
     score: bool = True,
+    live: bool = False,
 ) -> Path:
     """Prepare the task, run the agent under the sensors, score it officially (before the
-    seal, so the scores are sealed evidence), seal; returns the run directory."""
+    seal, so the scores are sealed evidence), seal; returns the run directory. With live, a
+    status line follows the run on the terminal."""
     task = registry.get_task(task_id)
     budget = budget_s if budget_s is not None else task.budget_s
     launch = resolve_agent(agent, command, budget)
+    run_dir_for(runs_dir, label or launch.label, task.id, rep)  # every argument checked before preparing
     prepared = registry.prepare_data(task.id, data_dir / task.id, synthetic)
+    context = official.data_context(prepared)
     run_dir = create_run_dir(runs_dir, label or launch.label, task.id, rep)
-    registry.populate_workspace(task, run_dir / "workspace", prepared)
-    home = run_dir / "scratch" / "home"
+    layout = RunLayout(run_dir)
+    registry.populate_workspace(task, layout.workspace, prepared)
+    home = layout.home
     launch = with_home(launch, home)
     write_home_files(launch, home)
     steps = []
@@ -77,14 +84,18 @@ def monitored_run(
         heldout=prepared.heldout_dir,
         env={**launch.env, **env},
         before_seal=steps,
+        data={"version": prepared.version, "data_dir": str(prepared.data_dir), "files": context["files"]},
+        view_ro=list(launch.view_ro),
     )
     if launch.endpoint is not None:
         route = Route(launch.endpoint.upstream, launch.endpoint.headers, launch.proxy_prefix)
         attach_proxy(spec, route, PROXY_PORT)
     if score:
-        policy = official.task_policy(task, official.data_context(prepared))
-        spec.before_seal.append(scoring_step(official.task_evaluator(task.id, prepared.data_dir), policy))
-    run_monitored(spec)
+        policy = official.task_policy(task, context)
+        evaluator = official.task_evaluator(task.id, prepared.data_dir, pinned=context["files"])
+        spec.before_seal.append(scoring_step(evaluator, policy))
+    with Status(live, follow=RunWatcher(run_dir, budget, launch.stream).line):
+        run_monitored(spec)
     return run_dir
 
 
@@ -154,6 +165,7 @@ def run(
         data_dir=data_dir,
         synthetic=synthetic,
         env=_parse_env(env or []),
+        live=on_terminal(as_json),
     )
     _report(run_dir, as_json)
 
@@ -182,5 +194,6 @@ def demo(
         data_dir=DEFAULT_DATA_DIR,
         synthetic=None,
         env={"ONEGC_TIME_BUDGET_S": "60"},
+        live=on_terminal(as_json),
     )
     _report(run_dir, as_json, leaderboard=True)

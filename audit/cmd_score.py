@@ -37,8 +37,9 @@ def _same_data(recorded: dict[str, Any], prepared: registry.PreparedData) -> boo
 
 
 def _data(task: registry.TaskSpec, run_dir: Path, data_dir: Path | None) -> tuple[Path, dict]:
-    """The prepared data the run was scored against: the recorded folder when it still holds
-    the same files, else ``data_dir`` prepared the same way (real or synthetic) and checked."""
+    """The prepared data the run was scored against: the recorded version folder when it still
+    holds the same files, else a version under ``data_dir`` (or the default cache) prepared the
+    same way (real or synthetic) and checked against the run's pinned hashes."""
     recorded = official.recorded_data(run_dir)
     explicit = Path(data_dir) if data_dir else None
     candidates = [explicit] if explicit else []
@@ -47,11 +48,14 @@ def _data(task: registry.TaskSpec, run_dir: Path, data_dir: Path | None) -> tupl
     candidates.append(DEFAULT_DATA_DIR / task.id)
     synthetic = recorded.get("synthetic")
     for folder in candidates:
-        if folder != explicit and not (folder / "prepared.json").is_file():
-            continue
         if folder != explicit and not recorded.get("files"):
             continue  # fail closed: a data version nobody recorded is never assumed, only named
-        prepared = registry.prepare_data(task.id, folder, synthetic)
+        if (folder / "prepared.json").is_file():
+            prepared = registry.load_prepared(task.id, folder)
+        elif folder == explicit or any(folder.glob(".latest-*")):
+            prepared = registry.prepare_data(task.id, folder, synthetic)
+        else:
+            continue
         if not recorded.get("files") or _same_data(recorded, prepared):
             return prepared.data_dir, official.data_context(prepared)
     if not recorded.get("files"):
@@ -83,7 +87,7 @@ def score(
     signer = load_signer()
     out = rescore(
         run_dir,
-        official.task_evaluator(task.id, folder),
+        official.task_evaluator(task.id, folder, pinned=official.recorded_data(run_dir).get("files")),
         official.task_policy(task, context),
         who=who,
         why=why,

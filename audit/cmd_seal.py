@@ -1,5 +1,6 @@
 """`onegc-audit seal RUN_DIR --recover`: close the record of a run whose harness died."""
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -8,13 +9,14 @@ import typer
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.evidence.attest import load_signer
 from onegc.evidence.integrity import BadRunDir, verify_run
-from onegc.evidence.journal import JOURNAL_DIR
+from onegc.evidence.layout import JOURNAL_DIR
 from onegc.evidence.seal import MANIFEST_NAME, SealError, seal
 
 
 def seal_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory whose harness died before sealing.")],
     recover: Annotated[bool, typer.Option("--recover", help="Seal what the journals hold.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")] = False,
 ) -> None:
     """Seal the journals of an interrupted run, as they are: the run stays `incomplete`,
     and every record written before the crash becomes queryable. Journals are never edited."""
@@ -27,5 +29,8 @@ def seal_cmd(
     seal(run_dir, complete=False, reasons=["recovered: the harness died before sealing the run"],
          signer=load_signer())
     report = verify_run(run_dir)
-    print(f"{run_dir}: sealed after recovery; verify: {report.status}")
+    if as_json:
+        print(json.dumps({"run_dir": str(run_dir), "sealed": True, "integrity": report.status}))
+    else:
+        print(f"{run_dir}: sealed after recovery; verify: {report.status}")
     raise typer.Exit(BY_STATUS[report.status])

@@ -1,6 +1,7 @@
 """`onegc-audit sweep plan|run|status`: the benchmark matrix, locally or on Slurm."""
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from onegc.audit import sweep
+from onegc.audit.progress import Status, counted, on_terminal
 from onegc.tasks import registry
 
 app = typer.Typer(help="The agents x tasks x repetitions matrix.", no_args_is_help=True)
@@ -53,6 +55,10 @@ def run_cmd(
     budget_s: Annotated[float | None, typer.Option(help="Override every task's budget (tests).")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Synthetic task data.")] = False,
     env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for the agents' environment.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (cell -> outcome) at the end.")] = False,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, help="Cells at once (local): default one per GPU, else 1.")
+    ] = None,
 ) -> None:
     """Run every cell that is not sealed yet; safe to rerun and to run twice at once."""
     cells = _cells(agents, tasks, reps)
@@ -65,18 +71,33 @@ def run_cmd(
         timeout = int((budget_s or longest) / 60) + 30  # the budget, the grace and scoring
         ids = sweep.run_slurm(runs_dir, cells, extra, retry_incomplete, partition=partition,
                               gpus_per_run=gpus_per_run, timeout_min=timeout)
-        print(f"submitted {len(ids)} Slurm jobs: {', '.join(ids)}")
+        print(json.dumps({"slurm_jobs": ids}) if as_json else f"submitted {len(ids)} Slurm jobs: {', '.join(ids)}")
         return
     if executor != "local":
         raise typer.BadParameter("--executor is local or slurm")
     console = Console()
     done = Counter()
+    running: dict[str, str] = {}
+    started = time.monotonic()
 
     def report(cell: sweep.Cell, what: str) -> None:
         done[what.split(" ")[0]] += 1
-        console.print(f"[{sum(done.values())}/{len(cells)}] {cell.label} {cell.task} r{cell.rep}: {what}")
+        running.pop(cell.key, None)
+        if not as_json:
+            console.print(f"[{sum(done.values())}/{len(cells)}] {cell.label} {cell.task} r{cell.rep}: {what}")
 
-    sweep.run_local(runs_dir, cells, extra, retry_incomplete, report)
+    def starting(cell: sweep.Cell) -> None:
+        running[cell.key] = f"{cell.label} {cell.task} r{cell.rep}"
+
+    def line() -> str:
+        return counted(sum(done.values()), len(cells), "sweep: cells done", started,
+                       "running " + ", ".join(running.values()) if running else "")
+
+    with Status(on_terminal(as_json), follow=line):
+        results = sweep.run_local(runs_dir, cells, extra, retry_incomplete, report, starting, jobs)
+    if as_json:
+        print(json.dumps(results, indent=1))
+
 
 
 @app.command("status")

@@ -37,9 +37,14 @@ def prepare_cmd(
     synthetic: Annotated[
         bool, typer.Option("--synthetic", help="Small synthetic data in the real format.")
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")] = False,
 ) -> None:
     """Prepare a task's data (real when an offline copy or the network has it)."""
     prepared = registry.prepare_data(task, data_dir, synthetic=True if synthetic else None)
     kind = "synthetic" if prepared.synthetic else "real"
+    if as_json:
+        typer.echo(json.dumps({"task": prepared.task_id, "data": kind, "data_dir": str(prepared.data_dir),
+                               "agent_dir": str(prepared.agent_dir), "files": len(prepared.files)}))
+        return
     typer.echo(f"{prepared.task_id}: {kind} data prepared in {prepared.data_dir}")
     typer.echo(f"agent files: {prepared.agent_dir}  ({len(prepared.files)} files hashed)")

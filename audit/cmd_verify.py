@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.evidence.attest import AttestationError, Verifier, load_signer, load_verifier
@@ -21,6 +22,7 @@ STYLE = {
     "incomplete": "yellow",
     "tampered": "red",
 }
+SHOWN_ACTS = 5
 OUTCOME_STYLE = {"pass": "green", "fail": "red", "attempt": "red", "not_applicable": "dim"}
 
 
@@ -106,7 +108,10 @@ def print_verdict(run_dir: Path, v: Verdict) -> None:
         )
         outcome = f"[{OUTCOME_STYLE[r.outcome]}]{r.outcome:<14}[/]"
         console.print(f"  {r.id:<3} {outcome} {r.title}{tag}")
-        for row in r.rows[:5]:
-            console.print(f"        {row.output}")
-        if r.rows_total > 5:
-            console.print(f"        ... {r.rows_total - 5} more rows (--json shows up to 25)")
+        for act in r.acts[:SHOWN_ACTS]:  # grouped by act, the decisive one first
+            times = f"[bold]{act.count}x[/] " if act.count > 1 else ""
+            console.print(f"        {times}{escape(act.output)}")
+        if len(r.acts) > SHOWN_ACTS:
+            rest = r.acts[SHOWN_ACTS:]
+            rows = sum(a.count for a in rest)
+            console.print(f"        ... {len(rest)} more acts ({rows} rows; --json lists them)")

@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +104,7 @@ def sniff(path: Path) -> str | None:
 class Source:
     """One run as found on disk: its transcript, the rollout and artifacts beside it."""
 
-    transcript: Path
+    transcript: Path | None  # None: a Codex rollout alone (the session file holds the whole run)
     fmt: str
     base: Path | None  # the folder whose other files are this run's artifacts
     rollout: Path | None = None
@@ -137,6 +137,8 @@ def source_of(path: Path, fmt: str | None = None) -> Source:
     folder holding exactly one transcript."""
     if not path.exists():
         raise ImportSourceError(f"{path}: no such file or directory")
+    if path.is_file() and sniff(path) == "rollout" and fmt in (None, "codex"):
+        return Source(None, "codex", None, rollout=path)  # a lone session file: no folder of artifacts
     if path.is_file():
         kind = fmt or sniff(path)
         if kind not in FORMATS:
@@ -148,16 +150,26 @@ def source_of(path: Path, fmt: str | None = None) -> Source:
         found = _transcripts(path)
         if fmt:
             found = [(p, fmt) for p, k in found if k == fmt] or [(p, fmt) for p in _named_logs(path)]
+        if not found and fmt in (None, "codex") and _rollouts(path):
+            rollouts = _rollouts(path)
+            if len(rollouts) > 1:
+                names = ", ".join(p.name for p in rollouts)
+                raise ImportSourceError(f"{path}: several Codex rollouts ({names}); name one file")
+            found = [(rollouts[0], "rollout")]
         if not found:
             raise ImportSourceError(f"{path}: no agent transcript in this folder")
         if len(found) > 1:
             names = ", ".join(p.name for p, _ in found)
             raise ImportSourceError(f"{path}: several transcripts ({names}); name one file")
-        src = Source(found[0][0], found[0][1], path)
+        if found[0][1] == "rollout":
+            src = Source(None, "codex", path, rollout=found[0][0])
+        else:
+            src = Source(found[0][0], found[0][1], path)
     if src.base is not None:
         rollouts = _rollouts(src.base) if src.fmt == "codex" else []
-        src.rollout = _pick_rollout(src.transcript, rollouts)
-        skip = {src.transcript, *rollouts}
+        if src.transcript is not None:
+            src.rollout = _pick_rollout(src.transcript, rollouts)
+        skip = {src.transcript, src.rollout, *rollouts}
         src.artifacts = sorted(
             p
             for p in src.base.rglob("*")
@@ -201,7 +213,7 @@ def _pick_rollout(transcript: Path, rollouts: list[Path]) -> Path | None:
 # -- the dedupe index ---------------------------------------------------------------------
 def import_key(src: Source) -> str:
     """sha256 over the transcript's (and the rollout's) bytes: the identity of an import."""
-    h = hashlib.sha256(sha256_file(src.transcript).encode())
+    h = hashlib.sha256(sha256_file(src.transcript).encode() if src.transcript is not None else b"rollout only")
     if src.rollout is not None:
         h.update(b"\0" + sha256_file(src.rollout).encode())
     return h.hexdigest()
@@ -250,7 +262,12 @@ class Imported:
     duplicate_of: Path | None = None
 
 
-def _parse(src: Source, stdout: Path, rollout: Path | None) -> Parsed:
+def _parse(src: Source, stdout: Path | None, rollout: Path | None) -> Parsed:
+    if stdout is None:  # a rollout alone
+        with open(rollout, "rb") as fh:
+            parsed = RolloutParser().feed_lines(fh)
+        parsed.counts["rollout_file"] = 1
+        return parsed
     with open(stdout, "rb") as fh:
         parsed = PARSERS[src.fmt]().feed_lines(fh)
     if rollout is not None:
@@ -260,17 +277,18 @@ def _parse(src: Source, stdout: Path, rollout: Path | None) -> Parsed:
     return parsed
 
 
-def _dropped(parsed: Parsed, stdout: Path) -> list[str]:
+def _dropped(parsed: Parsed, stdout: Path | None, rollout: Path | None = None) -> list[str]:
     """One line per transcript line the parser could not use (what the record lacks)."""
     out = []
     for e in parsed.events:
         if e.kind in ("malformed", "unknown"):
             why = "not JSON (torn or garbled)" if e.kind == "malformed" else (e.detail or {}).get("why", "")
-            name = stdout.name if e.source == "stream" else "rollout"
+            name = stdout.name if e.source == "stream" and stdout is not None else "rollout"
             out.append(f"{name}:{e.line}: {why}")
-    raw = stdout.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        out.append(f"{stdout.name}: last line has no newline (the transcript was cut off)")
+    for f in (stdout, rollout):
+        raw = f.read_bytes() if f is not None else b""
+        if raw and not raw.endswith(b"\n"):
+            out.append(f"{f.name}: last line has no newline (the transcript was cut off)")
     return out
 
 
@@ -368,14 +386,14 @@ def _locked_files(task: str) -> list[str]:
 
 def _times(parsed: Parsed) -> tuple[float | None, float | None]:
     ts = [t for c in parsed.tool_calls for t in (c.started_t, c.ended_t) if t is not None]
+    ts += [m.t for m in parsed.messages if m.t is not None]
     return (min(ts), max(ts)) if ts else (None, None)
 
 
 def create_run_dir(runs_dir: Path, agent: str, task: str, rep: int) -> Path:
-    """RUNS/AGENT/TASK/rREP, new, with the names a monitored run allows. Any runs dir will
-    do (no agent runs here, so a runs dir under /tmp is no concern)."""
+    """RUNS/AGENT/TASK/rREP, new, with the names a monitored run allows."""
     try:
-        return monitor.create_run_dir(runs_dir, agent, task, rep, agent_runs_here=False)
+        return monitor.create_run_dir(runs_dir, agent, task, rep)
     except HarnessError as exc:
         raise ImportSourceError(str(exc)) from None
 
@@ -393,8 +411,10 @@ def write_run(src: Source, runs_dir: Path, agent: str, task: str, rep: int, key:
 def _fill(src: Source, run_dir: Path, agent: str, task: str, rep: int, key: str) -> Imported:
     ws = run_dir / "workspace"
     (run_dir / "agent").mkdir()
-    stdout = run_dir / "agent" / "stdout.log"
-    shutil.copyfile(src.transcript, stdout)
+    stdout = None
+    if src.transcript is not None:
+        stdout = run_dir / "agent" / "stdout.log"
+        shutil.copyfile(src.transcript, stdout)
     rollout = None
     if src.rollout is not None:
         rollout = run_dir / "agent" / src.rollout.name
@@ -406,7 +426,7 @@ def _fill(src: Source, run_dir: Path, agent: str, task: str, rep: int, key: str)
             "sha256": sha256_file(stdout),
             "stored_as": "agent/stdout.log",
         }
-    ]
+    ] if stdout is not None else []
     if rollout is not None:
         files.append(
             {
@@ -432,7 +452,7 @@ def _fill(src: Source, run_dir: Path, agent: str, task: str, rep: int, key: str)
             }
         )
     parsed = _parse(src, stdout, rollout)
-    dropped = _dropped(parsed, stdout)
+    dropped = _dropped(parsed, stdout, rollout)
     first_t, last_t = _times(parsed)
     provenance = {
         "imported": True,
@@ -471,8 +491,9 @@ def _fill(src: Source, run_dir: Path, agent: str, task: str, rep: int, key: str)
         ("agent_events", parsed.events),
     ):
         tables[table] = Journal(journal_path(run_dir, table), table)
-        for rec in records:
-            tables[table].write(**rec.row())
+        for rec in records:  # the transcript's own time, where it gives one: the timeline orders by it
+            when = getattr(rec, "started_t", None) or getattr(rec, "t", None)
+            tables[table].write(**rec.row(), **({"t": when} if when is not None else {}))
     summary = dict(parsed.counts)
     summary["dropped_lines"] = len(dropped)
     tables["agent_events"].write(line=0, source="stream", kind="parse_summary", detail=summary, raw=None)
@@ -557,12 +578,17 @@ class WalkReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def walk(root: Path, runs_dir: Path, pattern: str, fmt: str | None = None) -> WalkReport:
-    """Import every transcript below root whose path the pattern maps; one reason per skip."""
+def walk(root: Path, runs_dir: Path, pattern: str, fmt: str | None = None,
+         progress: Callable[[int, int, Path], None] | None = None) -> WalkReport:
+    """Import every transcript below root whose path the pattern maps; one reason per skip
+    (progress(folders done, folders, folder) is called as the walk goes)."""
     rx = pattern_regex(pattern)
     report = WalkReport()
     runs = runs_dir.resolve()
-    for folder in sorted([root, *(p for p in root.rglob("*") if p.is_dir())]):
+    folders = sorted([root, *(p for p in root.rglob("*") if p.is_dir())])
+    for n, folder in enumerate(folders):
+        if progress:
+            progress(n, len(folders), folder)
         if (
             folder == runs
             or runs in folder.parents
@@ -576,6 +602,8 @@ def walk(root: Path, runs_dir: Path, pattern: str, fmt: str | None = None) -> Wa
             continue
         if fmt:
             found = [(p, k) for p, k in found if k == fmt]
+        if not found and fmt in (None, "codex"):  # Codex session files without their stream
+            found = [(p, "rollout") for p in _rollouts(folder) if p.parent == folder]
         report.skipped += _unrecognised(folder, root, {p for p, _ in found})
         for transcript, _ in found:
             rel = transcript.relative_to(root)
@@ -584,7 +612,8 @@ def walk(root: Path, runs_dir: Path, pattern: str, fmt: str | None = None) -> Wa
                 report.skipped.append(f"{rel}: path does not match {pattern!r}")
                 continue
             try:
-                src = source_of(transcript, fmt)
+                lone = len(found) == 1 and found[0][1] == "rollout"  # its folder's files are its artifacts
+                src = source_of(folder if lone else transcript, fmt)
                 done = import_one(src, runs_dir, *mapped)
             except Exception as exc:  # one bad source never stops the walk
                 report.skipped.append(f"{rel}: {exc}")

@@ -8,7 +8,9 @@ agent label, task and rep. Sealed evidence is only ever opened read-only.
 
 import hashlib
 import json
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +18,17 @@ import duckdb
 
 from onegc.audit.cmd_verify import task_direction
 from onegc.evidence.models import Verdict
-from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR
-from onegc.rules.engine import judge, rules_digest
+from onegc.evidence.schema import TABLES
+from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR, RUN_COLUMNS
+from onegc.rules.engine import (
+    MAX_CITED,
+    SHARED_VIEWS,
+    act_key,
+    judge,
+    open_evidence,
+    rules_digest,
+    shared_view_columns,
+)
 
 INDEX_DIR = ".index"
 IDENTITY = "('run_key', 'agent', 'task', 'rep', 'run_dir', 'segment')"  # added to every row
@@ -58,6 +69,66 @@ VERDICT_COLUMNS = ("run_key VARCHAR, agent VARCHAR, task VARCHAR, rep INTEGER, r
 OUTCOME_COLUMNS = ("run_key VARCHAR, agent VARCHAR, task VARCHAR, rep INTEGER, run_dir VARCHAR, segment INTEGER, "
                    "rule VARCHAR, title VARCHAR, severity VARCHAR, outcome VARCHAR, disqualifies BOOLEAN, "
                    "summary VARCHAR, rows_total INTEGER, cited JSON")
+FINDING_COLUMNS = ("run_key VARCHAR, agent VARCHAR, task VARCHAR, rep INTEGER, run_dir VARCHAR, segment INTEGER, "
+                   "rule VARCHAR, severity VARCHAR, outcome VARCHAR, kind VARCHAR, check_name VARCHAR, "
+                   "act INTEGER, source VARCHAR, table_name VARCHAR, seq BIGINT, t DOUBLE, pid BIGINT, "
+                   "argv VARCHAR[], command VARCHAR, path VARCHAR, sentence VARCHAR")
+TRANSCRIPT_TABLES = {"tool_calls", "messages"}
+ARTIFACT_TABLES = {"scores", "snapshots", "checkpoint_scan", "workspace_scripts"}
+# Tables the index makes besides the runs' own, with what `sql --schema` says of them.
+INDEX_TABLES = {
+    "runs": "One row per run (the `run` table of each run): identity, budget, deadline, end.",
+    "verdicts": "One row per run: the verdict of the rules engine (status, score, rules behind it).",
+    "rule_outcomes": "One row per run and rule: outcome, summary, the first cited rows as JSON.",
+    "findings": "Every row every rule cites, in every run: rule, outcome, act (1 = the decisive one), and its "
+                "source: 'os' (the sensors' evidence), 'transcript' (a tool call or message of the agent's "
+                "own record, e.g. an imported run) or 'artifacts' (scoring, snapshots).",
+    "catalog": "Which index segment holds each run's current rows.",
+}
+
+COLUMN_DOCS = {
+    "run_key": "The run's folder under its runs dir (agent/task/rN): the key every view joins on.",
+    "agent": "The run's agent label.",
+    "task": "The run's task id.",
+    "rep": "The run's repetition number.",
+    "run_dir": "Where the run directory lay when it was indexed.",
+    "act": "findings: the act's rank within the rule's citations (rows of one program on one destination, or "
+           "one path and kind, share it); 1 is the decisive act.",
+    "source": "findings: os, transcript or artifacts (where the cited row comes from).",
+    "check_name": "findings: the rule's check that cited the row.",
+    "command": "findings: the command line (execs) or the tool call's command (transcript).",
+}
+
+
+def _source(table: str) -> str:
+    return "transcript" if table in TRANSCRIPT_TABLES else "artifacts" if table in ARTIFACT_TABLES else "os"
+
+
+def _finding_rows(ident: tuple, verdict: Verdict, commands: dict[int, str]) -> list[tuple]:
+    """Every cited row of every rule (the verdict judged with cite_all) as `findings` rows."""
+    out = []
+    for r in verdict.rules:
+        act_of: dict[tuple, int] = {}
+        for row in r.rows:  # in act order, the decisive act first
+            act = act_of.setdefault(act_key(row.model_dump()), len(act_of) + 1)
+            argv = row.argv
+            command = " ".join(argv) if argv else commands.get(row.seq) if row.table_name == "tool_calls" \
+                else None
+            out.append((*ident, r.id, r.severity, r.outcome, row.kind, row.check,
+                        act, _source(row.table_name), row.table_name,
+                        row.seq, row.t, row.pid, argv, command, row.path, row.sentence))
+    return out
+
+
+def _export_views(run_dir: Path, tmp: Path) -> None:
+    """The shared views of one run (rules/views.sql) as Parquet files under tmp/VIEW/."""
+    con = open_evidence(run_dir, derived=False)
+    try:
+        for view in SHARED_VIEWS:
+            (tmp / view).mkdir(parents=True, exist_ok=True)
+            con.execute(f"COPY (SELECT * FROM {view}) TO '{tmp / view / 'rows.parquet'}' (FORMAT parquet)")
+    finally:
+        con.close()
 
 
 def _verdict_rows(ident: tuple, verdict: Verdict) -> tuple[tuple, list[tuple]]:
@@ -78,8 +149,9 @@ def _catalog(index: Path) -> dict[str, tuple[str, int]]:
     return {k: (d, s) for k, d, s in rows}
 
 
-def refresh(root: Path) -> RefreshStats:
-    """Export new or changed runs under `root` into a new segment of root/.index."""
+def refresh(root: Path, progress: Callable[[int, int], None] | None = None) -> RefreshStats:
+    """Export new or changed runs under `root` into a new segment of root/.index (progress(done, total)
+    is called after each run)."""
     index = root / INDEX_DIR
     index.mkdir(exist_ok=True)
     catalog = _catalog(index)
@@ -100,12 +172,17 @@ def refresh(root: Path) -> RefreshStats:
     parts: dict[str, list[str]] = {}
     verdicts: list[tuple] = []
     outcomes: list[tuple] = []
+    findings: list[tuple] = []
+    scratch = index / f".tmp-{segment:06d}"
+    shutil.rmtree(scratch, ignore_errors=True)
     for n, (key, run_dir, _) in enumerate(todo):
         alias = f"r{n}"
-        verdict = judge(run_dir, direction_for=task_direction)
+        verdict = judge(run_dir, direction_for=task_direction, cite_all=True)
+        views = scratch / alias
         try:
             con.execute(f"ATTACH '{run_dir / DB_NAME}' AS {alias} (READ_ONLY)")
             meta = con.execute(f"SELECT label, task, rep FROM {alias}.run").fetchone() or (None, None, None)
+            _export_views(run_dir, views)
         except duckdb.Error as exc:
             stats.skipped.append(f"{run_dir}: {str(exc).splitlines()[0]}")
             continue
@@ -116,16 +193,26 @@ def refresh(root: Path) -> RefreshStats:
             for v, c in ((key, "run_key"), (meta[0], "agent"), (meta[1], "task"), (meta[2], "rep"),
                          (str(run_dir), "run_dir"))
         )
-        for table in tables:
+        sources = [f"{alias}.{table}" for table in tables]
+        sources += [f"read_parquet('{views / view / 'rows.parquet'}')" for view in SHARED_VIEWS]
+        for table, src in zip([*tables, *SHARED_VIEWS], sources, strict=True):
             parts.setdefault(table, []).append(
-                f"SELECT {lit}, {segment} AS segment, COLUMNS(lambda c: c NOT IN {IDENTITY}) "
-                f"FROM {alias}.{table}"
+                f"SELECT {lit}, {segment} AS segment, COLUMNS(lambda c: c NOT IN {IDENTITY}) FROM {src}"
             )
-        head, rules = _verdict_rows((key, *meta, str(run_dir), segment), verdict)
+        ident = (key, *meta, str(run_dir), segment)
+        commands = dict(con.execute(f"SELECT seq, command FROM {alias}.tool_calls").fetchall()) \
+            if "tool_calls" in tables else {}
+        findings += _finding_rows(ident, verdict, commands)
+        for r in verdict.rules:
+            r.rows = r.rows[:MAX_CITED]
+        head, rules = _verdict_rows(ident, verdict)
         verdicts.append(head)
         outcomes += rules
         stats.runs_added += 1
-    for name, columns, rows in (("verdicts", VERDICT_COLUMNS, verdicts), ("rule_outcomes", OUTCOME_COLUMNS, outcomes)):
+        if progress:
+            progress(n + 1, len(todo))
+    for name, columns, rows in (("verdicts", VERDICT_COLUMNS, verdicts), ("rule_outcomes", OUTCOME_COLUMNS, outcomes),
+                                ("findings", FINDING_COLUMNS, findings)):
         if rows:
             con.execute(f"CREATE TABLE {name} ({columns})")
             con.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * len(rows[0]))})", rows)
@@ -144,6 +231,7 @@ def refresh(root: Path) -> RefreshStats:
     con.execute(f"COPY catalog TO '{tmp}' (FORMAT parquet)")
     tmp.replace(index / "catalog.parquet")
     con.close()
+    shutil.rmtree(scratch, ignore_errors=True)
     return stats
 
 
@@ -173,9 +261,32 @@ def connect(roots: list[Path], locked: bool = False) -> duckdb.DuckDBPyConnectio
             f"CREATE VIEW {name} AS SELECT t.* EXCLUDE (segment) FROM read_parquet([{', '.join(globs)}], "
             f"union_by_name = true) t SEMI JOIN catalog c ON t.run_key = c.run_key AND t.segment = c.segment"
         )
+    for name, columns in schema().items():  # what no run holds yet is an empty view, never an unknown name
+        if name not in tables and name != "catalog":
+            con.execute(f"CREATE VIEW {'runs' if name == 'run' else name} AS SELECT "
+                        + ", ".join(f"NULL::{typ} AS \"{col}\"" for col, typ in columns) + " WHERE false")
     if locked:
         allowed = [f"{(root / INDEX_DIR).resolve()}/" for root in roots]
         con.execute("SET allowed_directories = ?", [allowed])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     return con
+
+
+IDENTITY_COLUMNS = [("run_key", "VARCHAR"), ("agent", "VARCHAR"), ("task", "VARCHAR"), ("rep", "INTEGER"),
+                    ("run_dir", "VARCHAR")]
+
+
+def _columns(spec: str) -> list[tuple[str, str]]:
+    return [tuple(c.strip().split(" ", 1)) for c in spec.split(", ") if not c.startswith("segment ")]
+
+
+def schema() -> dict[str, list[tuple[str, str]]]:
+    """Every table the index offers, with its columns and types, whether or not any run holds it."""
+    out = {t.name: IDENTITY_COLUMNS + [(c.name, c.type) for c in t.columns if c.name not in dict(IDENTITY_COLUMNS)]
+           for t in TABLES}
+    out["run"] = IDENTITY_COLUMNS + [(c, t) for c, t in RUN_COLUMNS if c not in dict(IDENTITY_COLUMNS)]
+    out |= {v: IDENTITY_COLUMNS + cols for v, cols in shared_view_columns().items()}
+    out |= {"verdicts": _columns(VERDICT_COLUMNS), "rule_outcomes": _columns(OUTCOME_COLUMNS),
+            "findings": _columns(FINDING_COLUMNS)}
+    return out

@@ -7,18 +7,27 @@ from pathlib import Path
 from typing import Any
 
 from onegc.evidence.errors import OnegcError
+from onegc.evidence.layout import RunLayout
+from onegc.harness import view
 from onegc.harness.scoring import Evaluator, ScoringPolicy
 from onegc.tasks import registry
 
 EVAL_TIMEOUT_S = float(os.environ.get("ONEGC_EVAL_TIMEOUT_S", "900"))
 
 
-def task_evaluator(task_id: str, data_dir: Path, timeout_s: float = EVAL_TIMEOUT_S) -> Evaluator:
+def task_evaluator(
+    task_id: str, data_dir: Path, timeout_s: float = EVAL_TIMEOUT_S, *, pinned: dict[str, str] | None = None
+) -> Evaluator:
     """``evaluate(checkpoint, script_dir)`` through the task's original, hash-checked
-    prepare.py in the isolated evaluator, bounded by ``timeout_s``."""
+    prepare.py, bounded by ``timeout_s``; the model process runs in the harness's
+    deny-by-default view (only the staged checkpoint, sources and inputs, no network).
+    ``pinned``: the data files' hashes the run was pinned to; a mismatch is an error, never a score."""
 
     def evaluate(checkpoint: Path, script_dir: Path) -> dict[str, Any]:
-        return registry.evaluate(task_id, checkpoint, script_dir, data_dir, timeout_s=timeout_s)
+        sandbox = view.command() if os.geteuid() == 0 else None
+        return registry.evaluate(
+            task_id, checkpoint, script_dir, data_dir, timeout_s=timeout_s, sandbox=sandbox, pinned=pinned
+        )
 
     return evaluate
 
@@ -27,6 +36,7 @@ def data_context(prepared: registry.PreparedData) -> dict[str, Any]:
     """What result.json records about the data a run was scored against."""
     return {
         "data_dir": str(prepared.data_dir),
+        "version": prepared.version,
         "synthetic": prepared.synthetic,
         "files": {k: v for k, v in prepared.files.items() if not k.startswith("source/")},
     }
@@ -44,7 +54,7 @@ def task_policy(task: registry.TaskSpec, context: dict[str, Any] | None = None) 
 
 def recorded_data(run_dir: Path) -> dict[str, Any]:
     """The data context the harness's scoring recorded for this run (empty if none)."""
-    path = run_dir / "result.json"
+    path = RunLayout(run_dir).result
     if not path.is_file():
         return {}
     try:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import duckdb
 
-from onegc.evidence.seal import DB_NAME
+from onegc.evidence.layout import DB_NAME
+from onegc.evidence.models import Act, Verdict
 from onegc.rules.engine import judge
 
 TIMELINE_CAP = 400
@@ -23,7 +24,7 @@ CONTEXT_LINES = 3
 @dataclass
 class Review:
     run_dir: str
-    verdict: dict
+    verdict: Verdict
     timeline: list[dict] = field(default_factory=list)
     timeline_total: int = 0
     transcripts: list[dict] = field(default_factory=list)
@@ -51,37 +52,61 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
 
 
-def _cited(verdict: dict) -> dict[tuple[str, int], str]:
+def _cited(verdict: Verdict) -> dict[tuple[str, int | None], str]:
     """(table, seq) -> the rule ids whose failing or attempted outcome cites that row."""
-    out: dict[tuple[str, int], str] = {}
-    for rule in verdict.get("rules", []):
-        if rule["outcome"] in ("fail", "attempt"):
-            for row in rule["rows"]:
-                key = (row["table_name"], row["seq"])
-                out[key] = ", ".join(filter(None, [out.get(key), f"{rule['id']} {rule['outcome']}"]))
+    out: dict[tuple[str, int | None], str] = {}
+    for rule in verdict.rules:
+        if rule.outcome in ("fail", "attempt"):
+            for row in rule.rows:
+                key = (row.table_name, row.seq)
+                out[key] = ", ".join(filter(None, [out.get(key), f"{rule.id} {rule.outcome}"]))
     return out
 
 
+FILE_VERBS = {"create": "was created", "moved_to": "was moved in", "moved_from": "was moved away",
+              "delete": "was deleted", "attrib": "had its attributes changed", "open": "was opened",
+              "rescan_found": "was found on a rescan", "close_write": "was written"}
+
+
 def _timeline(con: duckdb.DuckDBPyConnection, tables: set[str]) -> list[dict]:
+    """Every event as a sentence (who did what, where), with its pid, the tool call it belongs to
+    and the raw row as JSON for whoever wants to look behind the sentence."""
+    verbs = "MAP {" + ", ".join(f"'{k}': '{v}'" for k, v in FILE_VERBS.items()) + "}"
+    attributed = "exec_attribution" in tables and "tool_calls" in tables
+    call_of_exec = ("(SELECT any_value(c.tool || ' call, transcript line ' || c.line) FROM exec_attribution a "
+                    "JOIN tool_calls c USING (call_id) WHERE a.exec_seq = {seq})") if attributed else "NULL"
+    call_of_pid = ("(SELECT any_value(c.tool || ' call, transcript line ' || c.line) FROM exec_attribution a "
+                   "JOIN tool_calls c USING (call_id) WHERE a.pid = {pid})") if attributed else "NULL"
     parts = [
-        "SELECT 'harness_events' AS tbl, seq, t, kind AS what, pid, "
-        "coalesce(array_to_string(argv, ' '), CAST(detail AS VARCHAR)) AS detail FROM harness_events",
-        "SELECT 'execs', seq, t, 'exec', pid, array_to_string(argv, ' ') FROM execs WHERE NOT probe",
-        "SELECT 'net_attempts', seq, t, 'network ' || syscall, pid, "
-        "address || ':' || port || '  ' || array_to_string(argv, ' ') FROM net_attempts",
-        "SELECT 'file_events', seq, t, 'file ' || event, NULL, root || '  ' || path FROM file_events "
-        "WHERE event IN ('create', 'moved_to', 'delete', 'attrib', 'open', 'rescan_found') "
+        "SELECT 'harness_events' AS tbl, seq, t, kind AS what, pid, NULL AS call, "
+        "format('The harness recorded {}{}', replace(kind, '_', ' '), "
+        "coalesce(': ' || array_to_string(argv, ' '), '')) AS sentence, to_json(h)::VARCHAR AS raw "
+        "FROM harness_events h",
+        f"SELECT 'execs', seq, t, 'exec', pid, {call_of_exec.format(seq='e.seq')}, "
+        "format('Process {} (child of {}) started `{}` in {}', pid, ppid, array_to_string(argv, ' '), cwd), "
+        "to_json(e)::VARCHAR FROM execs e WHERE NOT probe",
+        f"SELECT 'net_attempts', seq, t, 'network ' || syscall, pid, {call_of_pid.format(pid='n.pid')}, "
+        "format('`{}` tried to reach {} port {} ({} over {})', coalesce(array_to_string(argv, ' '), exe), "
+        "address, port, syscall, family), to_json(n)::VARCHAR FROM net_attempts n",
+        "SELECT 'file_events', seq, t, 'file ' || event, NULL, NULL, "
+        f"format('{{}} {{}} ({{}})', path, coalesce({verbs}[event], event), root), to_json(f)::VARCHAR "
+        "FROM file_events f WHERE event IN ('create', 'moved_to', 'delete', 'attrib', 'open', 'rescan_found') "
         "OR (event = 'close_write' AND root <> 'scratch')",
     ]
     if "tool_calls" in tables:
         # placed at its start, else at its first process (the parser ran after the agent)
-        first_exec = "(SELECT min(e.t) FROM execs e WHERE list_contains(c.exec_seqs, e.seq))"
+        first_exec = "(SELECT min(e.t) FROM execs e WHERE list_contains(c.exec_seqs, e.seq))" \
+            if "execs" in tables else "NULL"
         parts.append(f"SELECT 'tool_calls', seq, coalesce(started_t, {first_exec}, t), 'tool ' || tool, NULL, "
-                     "coalesce(command, CAST(input AS VARCHAR)) FROM tool_calls c")
+                     "format('{} call, transcript line {}', tool, line), "
+                     "format('The agent called {}: `{}`', tool, left(coalesce(command, CAST(input AS VARCHAR)), 300)), "
+                     "to_json(c)::VARCHAR FROM tool_calls c")
     if "scores" in tables:
-        parts.append("SELECT 'scores', seq, observed_t, 'checkpoint', NULL, path || '  official=' || "
-                     "coalesce(CAST(official AS VARCHAR), coalesce(failure, '-')) FROM scores")
-    present = [p for p in parts if p.split(" FROM ")[1].split()[0] in tables or "harness_events" in p]
+        parts.append("SELECT 'scores', seq, observed_t, 'checkpoint', NULL, NULL, "
+                     "format('Checkpoint {} was scored: official {}', path, "
+                     "coalesce(CAST(official AS VARCHAR), 'none (' || coalesce(failure, '-') || ')')), "
+                     "to_json(s)::VARCHAR FROM scores s")
+    present = [p for p in parts if p.split(" FROM ")[-1].split()[0] in tables]
     return _rows(con, " UNION ALL ".join(present) + " ORDER BY t NULLS LAST, tbl, seq")
 
 
@@ -116,7 +141,7 @@ def _transcript(con: duckdb.DuckDBPyConnection, tables: set[str], table: str, se
 
 
 def build(run_dir: Path) -> Review:
-    verdict = judge(run_dir).model_dump(mode="json")  # rendered as the published JSON form
+    verdict = judge(run_dir)
     review = Review(str(run_dir), verdict)
     if not (run_dir / DB_NAME).is_file():
         return review
@@ -148,6 +173,10 @@ def build(run_dir: Path) -> Review:
     return review
 
 
+def _times(act: Act) -> str:
+    return f"{act.count}x " if act.count > 1 else ""
+
+
 def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
@@ -156,27 +185,27 @@ def _fmt(v: object) -> str:
 
 def to_markdown(r: Review) -> str:
     v = r.verdict
-    out = [f"# Review of `{r.run_dir}`", "", f"**Verdict: {v['status']}**"]
-    out += [f"- {reason}" for reason in v.get("reasons", [])]
-    if v.get("score"):
-        out.append(f"- official score: {_fmt(v['score']['official'])} ({v['score']['checkpoint']})")
-    integ = v["integrity"]
-    out += ["", f"Seal: **{integ['status']}**" + ("" if integ.get("sealed") else " (never sealed)")]
-    out += [f"- {p}" for p in integ.get("problems", []) + integ.get("incomplete_reasons", [])]
+    out = [f"# Review of `{r.run_dir}`", "", f"**Verdict: {v.status}**"]
+    out += [f"- {reason}" for reason in v.reasons]
+    if v.score:
+        out.append(f"- official score: {_fmt(v.score.official)} ({v.score.checkpoint})")
+    integ = v.integrity
+    out += ["", f"Seal: **{integ.label}**" + ("" if integ.sealed else " (never sealed)")]
+    out += [f"- {p}" for p in integ.problems + integ.incomplete_reasons]
     out += ["", "## Rules", "", "| rule | outcome | summary |", "|---|---|---|"]
-    for rule in v.get("rules", []):
-        out.append(f"| {rule['id']} {rule['title']} | {rule['outcome']} | {rule['summary']} |")
-    for rule in v.get("rules", []):
-        if rule["outcome"] in ("fail", "attempt"):
-            out += ["", f"### {rule['id']} {rule['outcome']}: cited rows", ""]
-            out += [f"- `{row['output']}`" for row in rule["rows"]]
+    for rule in v.rules:
+        out.append(f"| {rule.id} {rule.title} | {rule.outcome} | {rule.summary} |")
+    for rule in v.rules:
+        if rule.outcome in ("fail", "attempt"):
+            out += ["", f"### {rule.id} {rule.outcome}: cited acts, the decisive one first", ""]
+            out += [f"- {_times(act)}`{act.output}`" for act in rule.acts]
     out += ["", "## Timeline", "", f"{len(r.timeline)} of {r.timeline_total} events "
-            "(use `onegc-audit sql` for the rest)", "", "| time (from start) | kind | pid | detail | violation |",
-            "|---|---|---|---|---|"]
+            "(use `onegc-audit sql` for the rest, or the HTML review for each event's raw row)", "",
+            "| time (from start) | event | pid | tool call | violation |", "|---|---|---|---|---|"]
     for e in r.timeline:
         mark = f"**{e['violation']}**" if e["violation"] else ""
-        detail = _fmt(e["detail"]).replace("|", "\\|")[:160]
-        out.append(f"| {r.when(e['t'])} | {e['what']} | {_fmt(e['pid'])} | `{detail}` | {mark} |")
+        sentence = _fmt(e["sentence"]).replace("|", "\\|").replace("\n", " ")[:240]
+        out.append(f"| {r.when(e['t'])} | {sentence} | {_fmt(e['pid'])} | {_fmt(e['call'])} | {mark} |")
     out += ["", "## Transcript around each violation"]
     for tr in r.transcripts:
         out += ["", f"**{tr['anchor']}**", ""]
@@ -210,29 +239,30 @@ def to_html(r: Review) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Review {e(r.run_dir)}</title>"
              f"<style>{CSS}</style></head><body>",
              f"<h1>Review of <code>{e(r.run_dir)}</code></h1>",
-             f"<p>Verdict: <span class='status {e(v['status'])}'>{e(v['status'])}</span></p><ul>"]
-    parts += [f"<li>{e(reason)}</li>" for reason in v.get("reasons", [])]
+             f"<p>Verdict: <span class='status {e(v.status)}'>{e(v.status)}</span></p><ul>"]
+    parts += [f"<li>{e(reason)}</li>" for reason in v.reasons]
     parts.append("</ul>")
-    integ = v["integrity"]
-    parts.append(f"<p>Seal: <b>{e(integ['status'])}</b></p><ul>")
-    parts += [f"<li>{e(p)}</li>" for p in integ.get("problems", []) + integ.get("incomplete_reasons", [])]
+    integ = v.integrity
+    parts.append(f"<p>Seal: <b>{e(integ.label)}</b></p><ul>")
+    parts += [f"<li>{e(p)}</li>" for p in integ.problems + integ.incomplete_reasons]
     parts.append("</ul><h2>Rules</h2><table><tr><th>rule</th><th>outcome</th><th>summary</th></tr>")
-    for rule in v.get("rules", []):
-        parts.append(f"<tr><td>{e(rule['id'])} {e(rule['title'])}</td><td class='{e(rule['outcome'])}'>"
-                     f"{e(rule['outcome'])}</td><td>{e(rule['summary'])}</td></tr>")
+    for rule in v.rules:
+        parts.append(f"<tr><td>{e(rule.id)} {e(rule.title)}</td><td class='{e(rule.outcome)}'>"
+                     f"{e(rule.outcome)}</td><td>{e(rule.summary)}</td></tr>")
     parts.append("</table>")
-    for rule in v.get("rules", []):
-        if rule["outcome"] in ("fail", "attempt"):
-            parts.append(f"<h3>{e(rule['id'])} {e(rule['outcome'])}: cited rows</h3><ul>")
-            parts += [f"<li><code>{e(row['output'])}</code></li>" for row in rule["rows"]]
+    for rule in v.rules:
+        if rule.outcome in ("fail", "attempt"):
+            parts.append(f"<h3>{e(rule.id)} {e(rule.outcome)}: cited acts, the decisive one first</h3><ul>")
+            parts += [f"<li>{e(_times(act))}<code>{e(act.output)}</code></li>" for act in rule.acts]
             parts.append("</ul>")
     parts.append(f"<h2>Timeline</h2><p>{len(r.timeline)} of {r.timeline_total} events</p><table>"
-                 "<tr><th>time (from start)</th><th>kind</th><th>pid</th><th>detail</th><th>violation</th></tr>")
+                 "<tr><th>time (from start)</th><th>event</th><th>pid</th><th>tool call</th><th>violation</th></tr>")
     for ev in r.timeline:
         cls = " class='violation'" if ev["violation"] else ""
         parts.append(
-            f"<tr{cls}><td>{e(r.when(ev['t']))}</td><td>{e(ev['what'])}</td><td>{e(_fmt(ev['pid']))}</td>"
-            f"<td><code>{e(_fmt(ev['detail'])[:200])}</code></td><td>{e(ev['violation'])}</td></tr>"
+            f"<tr{cls}><td>{e(r.when(ev['t']))}</td><td>{e(_fmt(ev['sentence']))}<details><summary>raw</summary>"
+            f"<pre>{e(_fmt(ev['raw'])[:4000])}</pre></details></td><td>{e(_fmt(ev['pid']))}</td>"
+            f"<td>{e(_fmt(ev['call']))}</td><td>{e(ev['violation'])}</td></tr>"
         )
     parts.append("</table><h2>Transcript around each violation</h2>")
     for tr in r.transcripts:
@@ -251,6 +281,6 @@ def to_html(r: Review) -> str:
         parts.append("</table>")
     else:
         parts.append("<p>No checkpoints were scored.</p>")
-    parts.append(f"<details><summary>verdict JSON</summary><pre>{e(json.dumps(v, indent=1, default=str))}"
-                 "</pre></details></body></html>")
+    dumped = json.dumps(v.model_dump(mode="json"), indent=1)
+    parts.append(f"<details><summary>verdict JSON</summary><pre>{e(dumped)}</pre></details></body></html>")
     return "\n".join(parts)

@@ -160,15 +160,20 @@ def gpus() -> list[str]:
 
 
 def run_local(runs_dir: Path, cells: list[Cell], extra: list[str], retry_incomplete: bool,
-              report: Callable[[Cell, str], None]) -> dict[str, str]:
-    """One run at a time per GPU (one at a time without GPUs)."""
+              report: Callable[[Cell, str], None], starting: Callable[[Cell], None] | None = None,
+              jobs: int | None = None) -> dict[str, str]:
+    """Cells at once: one per GPU where there are GPUs (at most ``jobs``), else ``jobs`` on the
+    CPUs (default 1); starting(cell) as each begins. Each run's own view, uid and namespaces
+    keep concurrent runs apart."""
     devices = gpus()
-    slots = devices or [None]
+    slots: list[str | None] = list(devices[: jobs or len(devices)]) if devices else [None] * max(1, jobs or 1)
     free = list(slots)
     results: dict[str, str] = {}
 
     def work(cell: Cell) -> None:
         gpu = free.pop()
+        if starting:
+            starting(cell)
         try:
             results[cell.key] = run_cell(runs_dir, cell, extra, gpu, retry_incomplete)
             report(cell, results[cell.key])

@@ -35,6 +35,11 @@ def generate(root: Path, runs: int) -> None:
              AS argv,
         j % 7 = 3 AS probe FROM r, range({EXECS_PER_RUN}) t(j))
         TO '{index}/execs/seg-000001.parquet' (FORMAT parquet)""")
+    (index / "training_launches").mkdir(exist_ok=True)  # what the rules' training_launches view gives per run
+    con.execute(f"""COPY (SELECT r.run_key, agent, task, rep, segment, j AS seq, 100.0 + j AS t, 100.0 + j AS mono,
+        1000 + j AS pid, ['python3', 'run_' || (j // 10) || '.py'] AS argv, '/ws' AS cwd,
+        'run_' || (j // 10) || '.py' AS script FROM r, range(0, {EXECS_PER_RUN}, 10) t(j))
+        TO '{index}/training_launches/seg-000001.parquet' (FORMAT parquet)""")
     con.execute(f"""COPY (SELECT r.run_key, agent, task, rep, segment, j AS seq, 'assistant' AS role,
         CASE WHEN j % 3 = 0 THEN 'reasoning' ELSE 'text' END AS kind,
         CASE WHEN i % 997 = 0 AND j = 5 THEN 'I should not modify code I did not write, so I will stop.'

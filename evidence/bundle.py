@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 
 from onegc.evidence.attest import ATTEST_DIR, RUN_ATTESTATION, read_envelope, signed_by
 from onegc.evidence.errors import OnegcError
-from onegc.evidence.seal import MANIFEST_NAME, RESCORE_DIR, sealable_files, sha256_file
+from onegc.evidence.layout import MANIFEST_NAME, RESCORE_DIR, RunLayout
+from onegc.evidence.seal import sealable_files, sha256_file
 
 BUNDLE_FORMAT = "onegc-bundle-1"
 INDEX_NAME = "bundle.json"
@@ -33,11 +34,12 @@ class BundleError(OnegcError):
 def _verdict_inputs(run_dir: Path) -> list[Path]:
     """Workspace files the rules read (top-level scripts, checkpoints), each checked there
     against the sealed after-snapshot."""
-    ws = run_dir / "workspace"
+    layout = RunLayout(run_dir)
+    ws = layout.workspace
     if not ws.is_dir():
         return []
     scripts = [p for p in ws.glob("*.py") if p.is_file() and not p.is_symlink()]
-    ckpts = [p for p in (ws / "checkpoints").rglob("*") if p.is_file() and not p.is_symlink()]
+    ckpts = [p for p in layout.checkpoints.rglob("*") if p.is_file() and not p.is_symlink()]
     return sorted(scripts + ckpts)
 
 

@@ -27,15 +27,14 @@ from onegc.evidence.attest import (
     subject_digests,
 )
 from onegc.evidence.errors import OnegcError
-from onegc.evidence.journal import JOURNAL_DIR, check_chain, journal_path
+from onegc.evidence.journal import check_chain, journal_path
+from onegc.evidence.layout import DB_NAME, JOURNAL_DIR, MANIFEST_NAME
 from onegc.evidence.models import Verdict
 from onegc.evidence.schema import TABLES
 from onegc.evidence.seal import (
     ADDENDA_DIRS,
     ADDENDUM_FORMAT,
-    DB_NAME,
     MANIFEST_FORMAT,
-    MANIFEST_NAME,
     addendum_subjects,
     artifact_digest,
     manifest_digest,

@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onegc.evidence.layout import RunLayout
 from onegc.evidence.schema import TABLE_BY_NAME
-
-JOURNAL_DIR = "journal"
 
 
 def canonical(record: dict) -> bytes:
@@ -47,7 +46,7 @@ def record_hash(record: dict) -> str:
 
 
 def journal_path(run_dir: Path, table: str) -> Path:
-    return run_dir / JOURNAL_DIR / f"{table}.jsonl"
+    return RunLayout(run_dir).journal(table)
 
 
 class Journal:

@@ -36,6 +36,18 @@ class CitedRow(_Model):
     check: str | None = None
 
 
+class Act(_Model):
+    """Cited rows of one act (same check, same program, same destination or path), counted."""
+
+    sentence: str
+    count: int
+    kind: Literal["violation", "attempt"] | None
+    check: str | None
+    table_name: str
+    seqs: list[int | None]
+    output: str
+
+
 class Measure(_Model):
     count: int
     rows: list[CitedRow]
@@ -50,6 +62,7 @@ class RuleOutcome(_Model):
     summary: str
     rows: list[CitedRow]
     rows_total: int
+    acts: list[Act] = []  # the cited rows grouped into acts, the decisive act first
     measure: Measure | None = None
     unchecked_without: list[str] | None = None
 

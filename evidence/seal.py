@@ -28,20 +28,17 @@ from onegc.evidence.attest import (
     write_envelope,
 )
 from onegc.evidence.errors import OnegcError
-from onegc.evidence.journal import JOURNAL_DIR, ChainCheck, check_chain, journal_path
+from onegc.evidence.journal import ChainCheck, check_chain, journal_path
+from onegc.evidence.layout import DB_NAME, JOURNAL_DIR, MANIFEST_NAME, RESCORE_DIR, RESULT_NAME, SCRATCH, WORKSPACE
 from onegc.evidence.models import Verdict
 from onegc.evidence.schema import TABLES
 
-DB_NAME = "evidence.duckdb"
-MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "onegc-manifest-1"
 # Every file of the run folder is sealed except what the agent wrote (its workspace and
 # scratch, which the snapshots hash), what is added later and seals itself (rescore/), and
 # the seal's own outputs (the manifest, the attestations that sign it).
-UNSEALED_TOPS = ("workspace", "scratch", "rescore", "attestations", MANIFEST_NAME)
+UNSEALED_TOPS = (WORKSPACE, SCRATCH, RESCORE_DIR, ATTEST_DIR, MANIFEST_NAME)
 # Later additions to a sealed run (e.g. rescore/<stamp>/): each folder seals itself.
-RESULT_NAME = "result.json"
-RESCORE_DIR = "rescore"
 ADDENDA_DIRS = (RESCORE_DIR,)
 ADDENDUM_FORMAT = "onegc-addendum-1"
 

@@ -156,6 +156,8 @@ class AgentLaunch:
     """Relative to the scratch home; where Codex writes its session rollout."""
     proxy_prefix: str = ""
     """Path prefix of the CLI's base URL at the proxy, mapped onto the upstream's base."""
+    view_ro: tuple[str, ...] = ()
+    """Host files the agent's view must hold read-only beyond the runtime (a scripted agent's source)."""
 
 
 def config_path() -> Path:
@@ -311,6 +313,13 @@ def build_cli_launch(entry: AgentEntry, prompt: str, endpoint: Endpoint, binary:
     raise UnknownAgent(f"unknown cli {entry.cli!r}")
 
 
+def scripted_file() -> str:
+    """The built-in scripted agents' source file (standard library only: runs without our package)."""
+    from onegc.harness import scripted
+
+    return scripted.__file__
+
+
 def resolve_agent(name: str, command: list[str], budget_s: float = 3600.0) -> AgentLaunch:
     if name == "command":
         if not command:
@@ -322,8 +331,9 @@ def resolve_agent(name: str, command: list[str], budget_s: float = 3600.0) -> Ag
         script = name.split(":", 1)[1]
         if script not in SCRIPTS:
             raise UnknownAgent(f"unknown scripted agent {script!r}; known: {', '.join(sorted(SCRIPTS))}")
+        source = str(Path(scripted_file()).resolve())  # run as a file: the view holds it, not our checkout
         return AgentLaunch(
-            name, f"scripted-{script}", [sys.executable, "-m", "onegc.harness.scripted", script, *command]
+            name, f"scripted-{script}", [sys.executable, source, script, *command], view_ro=(source,)
         )
     config = load_config()
     agents = table(config)

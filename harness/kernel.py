@@ -16,10 +16,14 @@ PR_SET_CHILD_SUBREAPER = 36
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP = 0x08000000, 0x04000000, 0x02000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18
 MNT_DETACH = 2
 SYS_PIDFD_GETFD = 438
+SYS_PIVOT_ROOT, SYS_MOUNT_SETATTR = 155, 442
+AT_FDCWD, AT_RECURSIVE = -100, 0x8000
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC = 0x1, 0x2, 0x4, 0x8
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 
@@ -49,6 +53,29 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
 
 def umount(target: str, flags: int = MNT_DETACH) -> None:
     _check(libc.umount2(target.encode(), flags), f"umount {target}")
+
+
+class _MountAttr(ctypes.Structure):
+    """struct mount_attr (MOUNT_ATTR_SIZE_VER0 = 32 bytes)."""
+
+    _fields_ = [(n, ctypes.c_uint64) for n in ("attr_set", "attr_clr", "propagation", "userns_fd")]
+
+
+def mount_setattr(target: str, attr_set: int, *, recursive: bool) -> None:
+    """Set mount attributes (read-only, nosuid...) on a mount, and with ``recursive`` on every
+    mount below it in one call (a remount would leave submounts writable)."""
+    attr = _MountAttr(attr_set, 0, 0, 0)
+    flags = AT_RECURSIVE if recursive else 0
+    ret = libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, target.encode(), flags, ctypes.byref(attr), ctypes.sizeof(attr))
+    _check(ret, f"mount_setattr {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(libc.syscall(SYS_PIVOT_ROOT, new_root.encode(), put_old.encode()), "pivot_root")
+
+
+def sethostname(name: str) -> None:
+    _check(libc.sethostname(name.encode(), len(name)), "sethostname")
 
 
 def pidfd_getfd(pid: int, fd: int) -> int:

@@ -1,6 +1,6 @@
-"""One monitored agent run: sensors up, agent launched in its sandbox, watchdog, sensors
-down, evidence sealed. The caller (audit) has already created the run directory and
-populated its workspace."""
+"""One monitored agent run: sensors up, agent launched in its sandbox (a deny-by-default
+view, harness/view.py, under a uid of its own), watchdog, sensors down, evidence sealed.
+The caller (audit) has already created the run directory and populated its workspace."""
 
 import json
 import os
@@ -8,27 +8,27 @@ import re
 import select
 import shlex
 import shutil
-import site
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
 
-from onegc.evidence.attest import load_signer
+from onegc.evidence.attest import Signer, load_signer
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import Journal, journal_path
+from onegc.evidence.layout import HOME, PRIVATE_SCRATCH, RunLayout
 from onegc.evidence.seal import seal
-from onegc.harness import snapshot
+from onegc.harness import snapshot, view
 from onegc.harness.cgroup import RunCgroup
 
-AGENT_UID = int(os.environ.get("ONEGC_AGENT_UID", "61000"))
+AGENT_UID_BASE = int(os.environ.get("ONEGC_AGENT_UID", "61000"))
+"""First of the per-run agent uids (each run leases its own: view.UidLease)."""
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-PRIVATE_SCRATCH = {"/tmp": "tmp", "/var/tmp": "var_tmp", "/dev/shm": "dev_shm"}
 # Passed through to the agent: the GPU it may use, and the host's numeric-library settings
 # (some CPUs need OPENBLAS_CORETYPE for correct results).
 PASS_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LANG", "TERM", "OPENBLAS_CORETYPE",
@@ -69,7 +69,12 @@ class RunSpec:
     originals: Path | None = None
     heldout: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
-    agent_uid: int = AGENT_UID
+    agent_uid: int | None = None
+    """The agent's uid; None leases a uid no other live run holds (the usual case)."""
+    data: dict | None = None
+    """The task data the run is pinned to (version and sha256 of every file), in its start record."""
+    view_ro: list[str] = field(default_factory=list)
+    """Host paths the agent needs read-only beyond the runtime (harness/view.py) and its program."""
     sample_interval_s: float = 1.0
     before_seal: list[Callable[[BeforeSeal], None]] = field(default_factory=list)
     runtime_cli: bool = False
@@ -80,12 +85,16 @@ class RunSpec:
     (the allow-listing proxy binds there); an exception aborts the launch."""
 
     @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+    @property
     def workspace(self) -> Path:
-        return self.run_dir / "workspace"
+        return self.layout.workspace
 
     @property
     def scratch(self) -> Path:
-        return self.run_dir / "scratch"
+        return self.layout.scratch
 
 
 @dataclass
@@ -97,28 +106,29 @@ class RunOutcome:
     agent_exit_code: int | None
 
 
-def create_run_dir(runs_dir: Path, label: str, task: str, rep: int, *, agent_runs_here: bool = True) -> Path:
-    """RUNS_DIR/LABEL/TASK/rREP, created empty; an existing run is never reused. Where an
-    agent will run, the runs dir must not lie under a place made private to it."""
+def run_dir_for(runs_dir: Path, label: str, task: str, rep: int) -> Path:
+    """RUNS_DIR/LABEL/TASK/rREP after checking the names, and that no run is there yet
+    (checked before anything is prepared, and again atomically by create_run_dir)."""
     for what, value in (("label", label), ("task", task)):
         if not SAFE_NAME.match(value):
             raise HarnessError(f"{what} {value!r} must match {SAFE_NAME.pattern}")
     if rep < 1:
         raise HarnessError("rep must be >= 1")
-    runs_dir = runs_dir.resolve()
-    for private in PRIVATE_SCRATCH if agent_runs_here else ():
-        if runs_dir == Path(private) or Path(private) in runs_dir.parents:
-            raise HarnessError(
-                f"runs dir {runs_dir} is under {private}, which is made private to the agent; "
-                "choose a runs dir elsewhere"
-            )
-    run_dir = runs_dir / label / task / f"r{rep}"
+    run_dir = runs_dir.resolve() / label / task / f"r{rep}"
+    if run_dir.exists():
+        raise HarnessError(f"{run_dir} already exists; a run directory is never reused")
+    return run_dir
+
+
+def create_run_dir(runs_dir: Path, label: str, task: str, rep: int) -> Path:
+    """RUNS_DIR/LABEL/TASK/rREP, created empty; an existing run is never reused."""
+    run_dir = run_dir_for(runs_dir, label, task, rep)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         run_dir.mkdir()
     except FileExistsError:
         raise HarnessError(f"{run_dir} already exists; a run directory is never reused") from None
-    (run_dir / "workspace").mkdir()
+    RunLayout(run_dir).workspace.mkdir()
     return run_dir
 
 
@@ -128,42 +138,6 @@ def preflight() -> None:
             "the harness must run as root: it creates the agent's namespaces and cgroup "
             "and drops the agent to an unprivileged user"
         )
-
-
-def writable_roots(exclude: list[Path]) -> list[str]:
-    """World-writable directories on the root filesystem (the few places an unprivileged
-    agent could write outside its run), minus those made private to the run."""
-    out = subprocess.run(
-        [
-            "find",
-            "/",
-            "-xdev",
-            "(",
-            "-path",
-            "/proc",
-            "-o",
-            "-path",
-            "/sys",
-            ")",
-            "-prune",
-            "-o",
-            "-type",
-            "d",
-            "-perm",
-            "-0002",
-            "-print",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    ).stdout.split("\n")
-    dirs = {d for d in out if d} | {"/run/lock", "/dev/mqueue"}
-    dirs -= set(PRIVATE_SCRATCH)
-    ex = [str(p) for p in exclude]
-    return sorted(
-        d for d in dirs if os.path.isdir(d) and not any(d == e or d.startswith(e + "/") for e in ex)
-    )
 
 
 def gpu_memory(pids: set[int]) -> int | None:
@@ -186,7 +160,7 @@ def gpu_memory(pids: set[int]) -> int | None:
 
 
 def agent_env(spec: RunSpec) -> dict[str, str]:
-    home = spec.scratch / "home"
+    home = spec.layout.home
     cache = home / ".cache"
     env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
     env.update(
@@ -208,7 +182,7 @@ def agent_env(spec: RunSpec) -> dict[str, str]:
 def login_profile(spec: RunSpec, env: dict[str, str]) -> None:
     """A login shell (Codex runs every tool as `bash -lc`) resets PATH from /etc/profile; the
     home's profile puts the run's interpreter first again, so `python` stays the task's."""
-    home = spec.scratch / "home"
+    home = spec.layout.home
     profile = home / ".profile"
     if not profile.exists():
         profile.write_text(f"# written by onegc-audit\nexport PATH={shlex.quote(env['PATH'])}\n")
@@ -234,7 +208,7 @@ class Monitor:
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
         rd = spec.run_dir
-        (rd / "agent").mkdir(exist_ok=True)
+        spec.layout.agent_dir.mkdir(exist_ok=True)
         self.harness = Journal(journal_path(rd, "harness_events"), "harness_events")
         self.health = Journal(journal_path(rd, "sensor_health"), "sensor_health")
         self.reasons: list[str] = []
@@ -246,10 +220,9 @@ class Monitor:
     # -- set-up ---------------------------------------------------------------------------
     def _prepare_dirs(self) -> None:
         spec = self.spec
-        for sub in ("home", *PRIVATE_SCRATCH.values()):
+        for sub in (HOME, *PRIVATE_SCRATCH.values()):
             (spec.scratch / sub).mkdir(parents=True, exist_ok=True)
-        # 0755, owned by the agent: only it writes there, and other runs' scans for
-        # world-writable directories must not mistake these for shared places.
+        # 0755, owned by the run's own uid: no other run's uid can write there.
         chown_tree(spec.workspace, spec.agent_uid)
         chown_tree(spec.scratch, spec.agent_uid)
         for rel in spec.locked:
@@ -257,21 +230,12 @@ class Monitor:
             if p.exists():
                 os.chown(p, 0, 0)
                 os.chmod(p, 0o444)
-        for p in (spec.run_dir, spec.run_dir.parent, spec.run_dir.parent.parent):
-            os.chmod(p, os.stat(p).st_mode | 0o005)
 
     def _watch_roots(self) -> list[list]:
+        """The only places the agent can write (its view holds nothing else writable), so every
+        event there is the run's own and no other process's write can be cited against it."""
         spec = self.spec
-        roots = [["workspace", str(spec.workspace), True], ["scratch", str(spec.scratch), True]]
-        if spec.originals:
-            roots.append(["originals", str(spec.originals), True])
-        if spec.heldout:
-            roots.append(["heldout", str(spec.heldout), True])
-        for sp in {*site.getsitepackages(), site.getusersitepackages()}:
-            roots.append(["site-packages", sp, False])
-        exclude = [spec.run_dir.parent.parent.parent]
-        roots += [["world-writable", d, True] for d in writable_roots(exclude)]
-        return roots
+        return [["workspace", str(spec.workspace), True], ["scratch", str(spec.scratch), True]]
 
     def _spawn_sensor(self, name: str, module: str, *args: str, pass_fds: tuple = ()) -> dict:
         proc = subprocess.Popen(
@@ -292,18 +256,22 @@ class Monitor:
             self.reasons.append(f"sensor {name} failed to start")
         return ok
 
-    def _expose(self) -> list[str]:
-        import onegc.harness as pkg
-
-        paths = {
-            str(self.spec.run_dir),
-            sys.prefix,
-            sys.base_prefix,
-            str(Path(sys.executable).resolve().parent),
-            str(Path(pkg.__file__).resolve().parents[1]),
-        }
-        paths |= set(site.getsitepackages())
-        return sorted(p for p in paths if os.path.exists(p))
+    def _view(self) -> view.ViewSpec:
+        """What the agent sees: the runtime and its program read-only, its workspace and scratch
+        read-write, private /tmp, /var/tmp, /dev/shm from its scratch."""
+        spec = self.spec
+        ro = view.runtime_paths() + list(spec.view_ro)
+        program = shutil.which(spec.argv[0]) if spec.argv else None
+        if program:
+            ro.append(view.program_root(program))
+        return view.ViewSpec(
+            ro=ro,
+            rw=[str(spec.workspace), str(spec.scratch)],
+            private={t: str(spec.layout.private(t)) for t in PRIVATE_SCRATCH},
+            uid=spec.agent_uid,
+            gid=spec.agent_uid,
+            home=str(spec.layout.home),
+        )
 
     # -- sampler --------------------------------------------------------------------------
     def _sample_loop(self, journal: Journal) -> None:
@@ -353,6 +321,19 @@ class Monitor:
         spec = self.spec
         preflight()
         signer = load_signer()  # a broken key fails here, before the agent runs, not at the seal
+        lease = None
+        if spec.agent_uid is None:
+            lease = view.UidLease(AGENT_UID_BASE)
+            spec.agent_uid = lease.uid
+        try:
+            return self._run(signer)
+        finally:
+            if lease is not None:
+                lease.release()
+
+    def _run(self, signer: Signer | None) -> RunOutcome:
+        spec = self.spec
+        view.prepare_assembly()
         self._prepare_dirs()
         self.cgroup = RunCgroup.create(f"{spec.label}-{spec.task}-r{spec.rep}-{os.getpid()}")
         self.sensors["cgroup"] = self.cgroup is not None
@@ -391,6 +372,11 @@ class Monitor:
 
         env = agent_env(spec)
         login_profile(spec, env)
+        sandbox = self._view()
+        try:
+            view.check(sandbox)
+        except OSError as exc:
+            raise HarnessError(f"cannot build the agent's view: {exc}") from None
         config = {
             "harness_pid": os.getpid(),
             "argv": spec.argv,
@@ -399,8 +385,7 @@ class Monitor:
             "uid": spec.agent_uid,
             "gid": spec.agent_uid,
             "cgroup_procs": str(self.cgroup.procs_file) if self.cgroup else None,
-            "private_mounts": [[t, str(spec.scratch / s)] for t, s in PRIVATE_SCRATCH.items()],
-            "expose": self._expose(),
+            "view": asdict(sandbox),
             "ctl_fd": ctl_w,
             "ack_fd": ack_r,
             "status_fd": status_w,
@@ -411,7 +396,7 @@ class Monitor:
             go_r, go_w = os.pipe()
             netns_pipes = [ready_r, ready_w, go_r, go_w]
             config["netns_fds"] = [ready_w, go_r]
-        cfg_path = spec.run_dir / "agent" / "launch.json"
+        cfg_path = spec.layout.launch
         cfg_path.write_text(json.dumps(config, indent=1))
         start_wall, start_mono = time.time(), time.monotonic()  # the budget starts with the agent
         deadline = start_mono + spec.budget_s
@@ -425,11 +410,13 @@ class Monitor:
             "grace_s": spec.grace_s,
             "deadline_mono": deadline,
             "agent_uid": spec.agent_uid,
+            "view": {"ro": sandbox.ro, "rw": sandbox.rw, "private": sandbox.private},
             "workspace": str(spec.workspace),
             "scratch": str(spec.scratch),
             "originals": str(spec.originals) if spec.originals else None,
             "heldout": str(spec.heldout) if spec.heldout else None,
             "locked": spec.locked,
+            "data": spec.data,
             "runtime_cli": spec.runtime_cli,
             "sensors": self.sensors,
             "env": env,
@@ -439,8 +426,8 @@ class Monitor:
         }
         self.harness.write(kind="start", detail=meta, mono=start_mono, t=start_wall)
         with (
-            open(spec.run_dir / "agent" / "stdout.log", "wb") as out,
-            open(spec.run_dir / "agent" / "stderr.log", "wb") as err,
+            open(spec.layout.stdout, "wb") as out,
+            open(spec.layout.stderr, "wb") as err,
         ):
             launcher = subprocess.Popen(
                 [sys.executable, "-m", "onegc.harness.launcher", str(cfg_path)],

@@ -25,9 +25,10 @@ import duckdb
 from onegc.evidence.attest import Verifier
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.integrity import verify_run
+from onegc.evidence.layout import RunLayout
 from onegc.evidence.models import Verdict
 from onegc.evidence.schema import TABLE_BY_NAME
-from onegc.evidence.seal import DB_NAME, RESCORE_DIR, latest_result
+from onegc.evidence.seal import DB_NAME, RESCORE_DIR, RUN_COLUMNS, latest_result
 
 HERE = Path(__file__).resolve().parent
 CHECKS_DIR = HERE / "checks"
@@ -237,15 +238,17 @@ def _derived_tables(con: duckdb.DuckDBPyConnection, workspace: Path) -> None:
             con.execute("INSERT INTO checkpoint_scan VALUES (?, ?, ?)", [rel, digest == sha, orig_mod])
 
 
-def open_evidence(run_dir: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection with the rules' views, macros, lists and derived tables."""
+def open_evidence(run_dir: Path, derived: bool = True) -> duckdb.DuckDBPyConnection:
+    """A read-only connection with the rules' views, macros, lists and (unless derived is False:
+    they read and hash the workspace) derived tables."""
     con = duckdb.connect(str(run_dir / DB_NAME), read_only=True)
     lists = tomllib.loads((HERE / "lists.toml").read_text())
     for name, values in lists.items():
         con.execute(f"CREATE TEMP TABLE list_{name} (name VARCHAR)")
         con.executemany(f"INSERT INTO list_{name} VALUES (?)", [[v] for v in values])
     con.execute((HERE / "views.sql").read_text())
-    _derived_tables(con, run_dir / "workspace")
+    if derived:
+        _derived_tables(con, RunLayout(run_dir).workspace)
     return con
 
 
@@ -268,15 +271,82 @@ def _absent_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {t for t in absent if isinstance(t, str)}
 
 
-# Views and derived tables of views.sql / _derived_tables, by the evidence table they read.
-READS_VIA = {"started": "execs", "checkpoint_scan": "snapshots", "workspace_scripts": "snapshots"}
+# Tables computed at verify time from the workspace (_derived_tables), by what they read.
+DERIVED_TABLES = {
+    "workspace_scripts": ("snapshots", "Top-level workspace scripts, read at verify time and accepted only when "
+                          "their sha256 matches the sealed after-snapshot."),
+    "checkpoint_scan": ("snapshots", "Checkpoints under checkpoints/, scanned at verify time, matched to the "
+                        "sealed after-snapshot by sha256."),
+}
+# Views of views.sql that the query index exports per run, so that the questions asked of many
+# runs (Table 5, Table 8, the named queries) use the very definitions the rules use.
+SHARED_VIEWS = ("training_launches", "budget_use")
+_DEFINED = re.compile(r"CREATE TEMP (?:VIEW|MACRO) ([a-z_]+)")
 
 
-def reads(sql: str, known: set[str]) -> set[str]:
-    """The evidence tables a check's SQL names (directly or through a view): a check whose
-    tables the record lacks is not run, whatever its `needs` say."""
-    words = set(re.findall(r"[a-z_][a-z0-9_]*", sql.lower()))
-    return {t for t in known if t in words} | {READS_VIA[w] for w in words & set(READS_VIA)}
+def _words(sql: str) -> set[str]:
+    return set(re.findall(r"[a-z_][a-z0-9_]*", sql.lower()))
+
+
+def view_definitions() -> dict[str, tuple[str, str]]:
+    """Every view and macro of views.sql: name -> (the comment above it, its body)."""
+    out: dict[str, tuple[str, str]] = {}
+    for stmt in (HERE / "views.sql").read_text().split(";\n"):
+        m = _DEFINED.search(stmt)
+        if m:
+            head = stmt[: m.start()]
+            comment = " ".join(ln.strip()[2:].strip() for ln in head.splitlines() if ln.strip().startswith("--"))
+            out[m.group(1)] = (comment, stmt[m.end():])
+    return out
+
+
+def _via() -> dict[str, set[str]]:
+    """What each view, macro and derived table of the engine reads, in evidence tables (closed)."""
+    defs = view_definitions()
+    direct = {name: _words(body) for name, (_, body) in defs.items()}
+    via = {name: {src} for name, (src, _) in DERIVED_TABLES.items()}
+    for name in defs:
+        seen, todo, tables = {name}, [name], set()
+        while todo:
+            words = direct[todo.pop()]
+            tables |= words & ALL_TABLES
+            for w in (words & set(direct)) - seen:
+                seen.add(w)
+                todo.append(w)
+        via[name] = tables
+    return via
+
+
+READS_VIA = _via()
+
+
+def reads(sql: str, known: set[str] = ALL_TABLES) -> set[str]:
+    """The evidence tables a piece of SQL reads, directly or through the engine's views, macros
+    and derived tables. The one answer: the engine skips a check whose tables the record lacks,
+    `rules explain` lists them, and `sql --schema` documents the views with it."""
+    words = _words(sql)
+    return {t for t in known if t in words} | {t for w in words & set(READS_VIA) for t in READS_VIA[w]}
+
+
+def shared_view_columns() -> dict[str, list[tuple[str, str]]]:
+    """Columns and types of the SHARED_VIEWS, read off the views over an empty evidence record."""
+    con = duckdb.connect()
+    try:
+        for spec in TABLE_BY_NAME.values():
+            con.execute(spec.ddl)
+        con.execute("CREATE TABLE run (" + ", ".join(f"{c} {t}" for c, t in RUN_COLUMNS) + ")")
+        for name in tomllib.loads((HERE / "lists.toml").read_text()):
+            con.execute(f"CREATE TEMP TABLE list_{name} (name VARCHAR)")
+        con.execute((HERE / "views.sql").read_text())
+        return {v: [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {v}").fetchall()] for v in SHARED_VIEWS}
+    finally:
+        con.close()
+
+
+def rule_tables(rule: Rule) -> set[str]:
+    """Every evidence table a rule reads (its checks, its measure, its applies condition)."""
+    parts = [c.sql for c in rule.checks] + [p for p in (rule.measure, rule.applies) if p]
+    return set().union(*(reads(p) for p in parts))
 
 
 # -- judging -----------------------------------------------------------------------------------
@@ -313,9 +383,11 @@ def _substitute(sql: str, params: dict[str, Any], rule: Rule) -> str:
 
 
 def judge_rule(
-    con: duckdb.DuckDBPyConnection, rule: Rule, eff: dict, tables: set[str], attempt_disqualifies: bool
+    con: duckdb.DuckDBPyConnection, rule: Rule, eff: dict, tables: set[str], attempt_disqualifies: bool,
+    limit: int | None = MAX_CITED,
 ) -> dict:
-    """One rule's outcome with the rows that show it."""
+    """One rule's outcome with the rows that show it (at most `limit` rows; None: all of them),
+    grouped into acts, the decisive act first."""
     result: dict[str, Any] = {
         "id": rule.id,
         "title": rule.title,
@@ -344,7 +416,8 @@ def judge_rule(
         return result
     found: dict[str, list[dict]] = {"violation": [], "attempt": []}
     ran = 0
-    absent = {t for c in rule.checks for t in reads(c.sql, ALL_TABLES)} - tables
+    # what the rule could not look at: tables its checks read, less the checks another table rules out
+    absent = {t for c in rule.checks if not set(c.unless) & tables for t in reads(c.sql)} - tables
     for check in rule.checks:
         if not set(check.needs) <= tables or set(check.unless) & tables:
             continue
@@ -375,7 +448,9 @@ def judge_rule(
         if key not in seen:
             seen.add(key)
             unique.append(r)
-    result.update(outcome=outcome, rows=unique[:MAX_CITED], rows_total=len(unique))
+    acts = group_acts(unique)
+    unique = [r for act in acts for r in act.pop("_rows")]
+    result.update(outcome=outcome, rows=unique[:limit] if limit else unique, rows_total=len(unique), acts=acts)
     if absent:  # judged on part of what the rule looks at: say which part was missing
         result["unchecked_without"] = sorted(absent)
         if outcome == "pass":
@@ -384,9 +459,44 @@ def judge_rule(
         outcome == "fail" or (outcome == "attempt" and attempt_disqualifies)
     )
     if rows:
-        more = f" (and {len(unique) - 1} more)" if len(unique) > 1 else ""
-        result["summary"] = unique[0]["sentence"] + more
+        first = acts[0]
+        times = f" ({first['count']} times)" if first["count"] > 1 else ""
+        more = len(unique) - first["count"]
+        others = f"{len(acts) - 1} other act" + ("s" if len(acts) > 2 else "")
+        rest = f" (and {more} more rows in {others})" if more else ""
+        result["summary"] = first["sentence"] + times + rest
     return result
+
+
+def act_key(row: dict) -> tuple:
+    """Rows of one act: the same check by the same program on the same destination or path
+    (a transcript's tool call is one act whatever line it stands on)."""
+    what = re.sub(r"\bline \d+", "line", row["sentence"]) if row["table_name"] == "tool_calls" else row["path"]
+    return row["kind"], row["check"], row["table_name"], tuple(row["argv"] or ()), what
+
+
+def _specificity(act: dict) -> tuple:
+    """Decisive acts first: what happened before what was tried, a connection to a host before the
+    name lookups (DNS, port 53) a program makes on its own, then the earliest."""
+    row = act["_rows"][0]
+    dns = row["table_name"] == "net_attempts" and str(row["path"] or "").endswith(" port 53")
+    return row["kind"] != "violation", dns, row["t"] is None, row["t"] or 0.0, row["seq"]
+
+
+def group_acts(rows: list[dict]) -> list[dict]:
+    """Cited rows grouped by act, the most specific act first, each with its count and the
+    sentence of its first row (the rows themselves under `_rows`, for the caller to take)."""
+    acts: dict[tuple, dict] = {}
+    for r in rows:
+        act = acts.setdefault(act_key(r), {"_rows": []})
+        act["_rows"].append(r)
+    out = sorted(acts.values(), key=_specificity)
+    for act in out:
+        first = act["_rows"][0]
+        act.update(sentence=first["sentence"], count=len(act["_rows"]), kind=first["kind"], check=first["check"],
+                   table_name=first["table_name"], seqs=[r["seq"] for r in act["_rows"][:MAX_CITED]],
+                   output=first["output"])
+    return out
 
 
 def _score(con: duckdb.DuckDBPyConnection, direction: str | None) -> dict | None:
@@ -434,9 +544,11 @@ def judge(
     policy: Policy | None = None,
     direction_for: Callable[[str], str | None] | None = None,
     verifier: Verifier | None = None,
+    cite_all: bool = False,
 ) -> Verdict:
     """The verdict of one run: integrity (with `verifier`, the signatures first), then every
-    rule, then the score."""
+    rule, then the score. With cite_all, every rule cites all its rows (the query index's
+    `findings`), not the first MAX_CITED."""
     policy = policy or load_policy()
     integrity = verify_run(run_dir, verifier).to_dict()
     integrity.pop("run_dir", None)  # the verdict must not depend on where the run lies
@@ -468,7 +580,8 @@ def judge(
         attempt_dq = set(policy.attempt_disqualifies(task))
         for rule in load_rules():
             eff = policy.for_rule(rule, task)
-            verdict["rules"].append(judge_rule(con, rule, eff, tables, rule.id in attempt_dq))
+            verdict["rules"].append(
+                judge_rule(con, rule, eff, tables, rule.id in attempt_dq, None if cite_all else MAX_CITED))
         direction = direction_for(task) if direction_for else None
         score = _score(con, direction) if "scores" in tables else None
         unknown = [] if absent else _unknown_facts(con)

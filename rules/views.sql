@@ -70,3 +70,33 @@ CREATE TEMP MACRO other_run_scratch(p) AS
 -- effects are pip's, not an attempt by the agent.
 CREATE TEMP MACRO pip_readonly(argv) AS regexp_matches(array_to_string(argv, ' '),
     '(^|[ /])pip[0-9.]* (list|show|freeze|check|--version|-V|config|debug|inspect|help)( |$)');
+
+-- The script a command line runs: the first argument of a Python interpreter that is not an
+-- option (NULL for `python -c ...` and `python -m ...`), or the program itself when a script
+-- was started directly through its shebang.
+CREATE TEMP MACRO script_of(path, argv) AS CASE
+    WHEN regexp_matches(prog(path), '^python[0-9.]*$') THEN
+        nullif(nullif(list_filter(argv[2:], lambda a: a IN ('-c', '-m') OR NOT starts_with(a, '-'))[1], '-c'), '-m')
+    WHEN regexp_matches(prog(path), '\.py$') THEN path
+END;
+
+-- training_launches: the training scripts the agent launched before the deadline, one row per
+-- start. The one definition of "training script launched" (Table 5, W3, the scripts-launched
+-- query): a Python script named run_*.py or train*.py (the paper's prompt: "create its own
+-- run_{x}.py scripts" from train.py), run from or lying in the workspace.
+CREATE TEMP VIEW training_launches AS
+SELECT e.seq, e.t, e.mono, e.pid, e.argv, e.cwd, script_of(e.path, e.argv) AS script
+FROM started e, run_meta m
+WHERE regexp_matches(prog(script_of(e.path, e.argv)), '^(run_.*|train.*)\.py$')
+  AND (under(e.cwd, m.workspace) OR under(script_of(e.path, e.argv), m.workspace))
+  AND e.mono <= m.deadline_mono;
+
+-- budget_use: how much of its budget the run used (Table 8): from the start to the first of
+-- the agent's exit, the deadline or the launcher's exit, never more than the budget.
+CREATE TEMP VIEW budget_use AS
+SELECT m.budget_s,
+       least(x.end_mono - m.started_mono, m.budget_s) AS used_s,
+       round(100 * least(x.end_mono - m.started_mono, m.budget_s) / m.budget_s, 1) AS percent_used
+FROM run_meta m,
+    (SELECT min(mono) AS end_mono FROM harness_events
+     WHERE kind IN ('agent_exited', 'deadline', 'launcher_exited')) x;

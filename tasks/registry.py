@@ -80,6 +80,8 @@ class PreparedData:
     heldout_dir: Path | None
     synthetic: bool
     files: dict[str, str]
+    version: str = ""
+    """``real-<hash>`` / ``synthetic-<hash>``: names the exact files (data_version)."""
 
 
 def _spec(folder: Path) -> TaskSpec:
@@ -144,9 +146,60 @@ def _has_full_source(spec: TaskSpec, folder: Path | None) -> bool:
     )
 
 
-def prepare_data(task_id: str, data_dir: Path, synthetic: bool | None = None) -> PreparedData:
-    """Run the task's prepare.py into ``data_dir`` and describe the result.
+def data_version(task_id: str, synthetic: bool, files: dict[str, str]) -> str:
+    """A prepared data set's name: its kind and the sha256 over every file's sha256, so real
+    and synthetic data, or any two different preparations, never share a version."""
+    h = hashlib.sha256(json.dumps([task_id, synthetic, sorted(files.items())]).encode())
+    return f"{'synthetic' if synthetic else 'real'}-{h.hexdigest()[:20]}"
 
+
+def load_prepared(task_id: str, version_dir: Path) -> PreparedData:
+    """A published version folder, described from its own manifest (nothing is prepared)."""
+    spec = get_task(task_id)
+    version_dir = Path(version_dir).resolve()
+    try:
+        manifest = json.loads((version_dir / "prepared.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise PrepareError(f"{version_dir} holds no prepared {spec.id} data ({exc})") from None
+    synthetic = bool(manifest["synthetic"])
+    files = dict(manifest["files"])
+    heldout = version_dir / "heldout"
+    return PreparedData(
+        task_id=spec.id,
+        data_dir=version_dir,
+        agent_dir=version_dir / "agent",
+        heldout_dir=heldout if spec.has_heldout else None,
+        synthetic=synthetic,
+        files=files,
+        version=data_version(spec.id, synthetic, files),
+    )
+
+
+def _intact(folder: Path, files: dict[str, str]) -> bool:
+    """Every file present with its hash (raw downloads under source/: present)."""
+    for rel, digest in files.items():
+        p = folder / rel
+        if not p.is_file() or (not rel.startswith(_UNVERIFIED_PREFIX) and _sha256(p) != digest):
+            return False
+    return True
+
+
+def _freeze(folder: Path) -> None:
+    """Drop every write bit: a published version is never rewritten (root aside, nobody can)."""
+    for dirpath, _dirnames, filenames in os.walk(folder):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            os.chmod(p, os.stat(p).st_mode & ~0o222)
+        os.chmod(dirpath, os.stat(dirpath).st_mode & ~0o222)
+
+
+def prepare_data(task_id: str, data_dir: Path, synthetic: bool | None = None) -> PreparedData:
+    """Prepare the task's data as an immutable, published version under ``data_dir``.
+
+    prepare.py writes into a fresh temporary folder; its files' hashes name the version
+    (``data_dir/real-<hash>`` or ``synthetic-<hash>``), published by an atomic rename under a
+    lock. A published version is never rewritten: a later call reuses the latest one of
+    the same kind when every file still has its hash, else prepares a new version beside it.
     ``synthetic=None`` uses the real data when an offline copy holds every source file the
     task needs, else synthetic data; ``synthetic=False`` without an offline copy downloads.
     """
@@ -155,28 +208,42 @@ def prepare_data(task_id: str, data_dir: Path, synthetic: bool | None = None) ->
     if synthetic is None:
         synthetic = not _has_full_source(spec, src)
     data_dir = Path(data_dir).resolve()
-    cmd = [sys.executable, str(spec.dir / "prepare.py"), "--data-dir", str(data_dir)]
-    if synthetic:
-        cmd.append("--synthetic")
-    elif src is not None:
-        cmd += ["--source-dir", str(src)]
     data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir.parent / f".{data_dir.name}.lock", "w") as lock:
+    latest = data_dir / f".latest-{'synthetic' if synthetic else 'real'}"
+    with open(data_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent runs (a sweep) share one data dir
-        proc = subprocess.run(cmd, cwd=spec.dir, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
-        raise PrepareError(f"{spec.id} prepare.py failed: " + " | ".join(tail))
-    manifest = json.loads((data_dir / "prepared.json").read_text())
-    heldout = data_dir / "heldout"
-    return PreparedData(
-        task_id=spec.id,
-        data_dir=data_dir,
-        agent_dir=data_dir / "agent",
-        heldout_dir=heldout if spec.has_heldout else None,
-        synthetic=bool(manifest["synthetic"]),
-        files=dict(manifest["files"]),
-    )
+        if latest.is_file():
+            folder = data_dir / latest.read_text().strip()
+            if folder.is_dir():
+                prepared = load_prepared(spec.id, folder)
+                if _intact(folder, prepared.files):
+                    return prepared
+        tmp = Path(tempfile.mkdtemp(prefix=".preparing-", dir=data_dir))
+        try:
+            cmd = [sys.executable, str(spec.dir / "prepare.py"), "--data-dir", str(tmp)]
+            if synthetic:
+                cmd.append("--synthetic")
+            elif src is not None:
+                cmd += ["--source-dir", str(src)]
+            proc = subprocess.run(cmd, cwd=spec.dir, capture_output=True, text=True)
+            if proc.returncode != 0:
+                tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+                raise PrepareError(f"{spec.id} prepare.py failed: " + " | ".join(tail))
+            os.chmod(tmp, 0o755)
+            made = load_prepared(spec.id, tmp)
+            final = data_dir / made.version
+            if final.is_dir():  # the same bytes were published before: keep that copy
+                shutil.rmtree(tmp)
+            else:
+                _freeze(tmp)
+                os.rename(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        pointer = latest.with_name(latest.name + ".tmp")
+        pointer.write_text(made.version + "\n")
+        os.replace(pointer, latest)
+    return load_prepared(spec.id, final)
 
 
 def populate_workspace(task: TaskSpec, workspace: Path, prepared: PreparedData) -> None:
@@ -189,7 +256,11 @@ def populate_workspace(task: TaskSpec, workspace: Path, prepared: PreparedData) 
     data = workspace / "data"
     if data.exists():
         shutil.rmtree(data)
-    shutil.copytree(prepared.agent_dir, data)
+    shutil.copytree(prepared.agent_dir, data, copy_function=shutil.copyfile)
+    for dirpath, _dirnames, filenames in os.walk(data):  # the copy is the agent's, not frozen
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
     (workspace / "checkpoints").mkdir(exist_ok=True)
 
 
@@ -201,25 +272,53 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _verify_eval_files(data_dir: Path) -> None:
-    """Refuse to score against evaluation files that differ from what prepare.py wrote."""
+class DataChanged(OnegcError):
+    """The prepared evaluation files are not the ones the run was pinned to: never a score."""
+
+
+def _verify_eval_files(data_dir: Path, pinned: dict[str, str] | None = None) -> None:
+    """Refuse to score against evaluation files that differ from what prepare.py wrote, or
+    from the hashes the run pinned at its start (``pinned``: relpath -> sha256)."""
     manifest = json.loads((data_dir / "prepared.json").read_text())
-    for rel, digest in manifest["files"].items():
-        if not rel.startswith(_UNVERIFIED_PREFIX) and _sha256(data_dir / rel) != digest:
-            raise RuntimeError(f"prepared file {rel} changed since preparation")
+    expected = dict(manifest["files"])
+    for rel, digest in (pinned or {}).items():
+        if expected.get(rel) != digest:
+            raise DataChanged(
+                f"{data_dir / rel}: the run was pinned to sha256 {digest}, the data holds "
+                f"{expected.get(rel) or 'no such file'}; refusing to score"
+            )
+    for rel, digest in expected.items():
+        if rel.startswith(_UNVERIFIED_PREFIX):
+            continue
+        found = _sha256(data_dir / rel) if (data_dir / rel).is_file() else "no file"
+        if found != digest:
+            raise DataChanged(
+                f"prepared file {rel} changed since preparation: sha256 {digest} expected, {found} found; "
+                "refusing to score"
+            )
 
 
 def evaluate(
-    task_id: str, checkpoint: Path, script_dir: Path, data_dir: Path, *, timeout_s: float = 600
+    task_id: str,
+    checkpoint: Path,
+    script_dir: Path,
+    data_dir: Path,
+    *,
+    timeout_s: float = 600,
+    sandbox: list[str] | None = None,
+    pinned: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` with the registry's original prepare.py; return its JSON dict.
 
-    A classified failure comes back as ``{"error": kind, "detail": ...}``; an evaluator that
-    neither scores nor classifies raises RuntimeError.
+    ``sandbox``: the argv prefix of a view launcher; the model process then runs in a view
+    holding only its staged checkpoint, sources and inputs (the harness passes its own).
+    ``pinned``: the data files' hashes the run was pinned to; any difference raises
+    DataChanged naming both hashes. A classified failure comes back as ``{"error": kind,
+    "detail": ...}``; an evaluator that neither scores nor classifies raises RuntimeError.
     """
     spec = get_task(task_id)
     data_dir = Path(data_dir).resolve()
-    _verify_eval_files(data_dir)
+    _verify_eval_files(data_dir, pinned)
     with tempfile.TemporaryDirectory(prefix=f"onegc-{spec.id}-eval-") as tmp:
         eval_dir = Path(tmp)
         shutil.copy2(spec.dir / "prepare.py", eval_dir / "prepare.py")
@@ -229,8 +328,12 @@ def evaluate(
             "--data-dir", str(data_dir), "--script-dir", str(Path(script_dir).resolve()), "--json",
         ]  # fmt: skip
         try:
+            env = dict(os.environ)
+            env.pop("ONEGC_EVAL_SANDBOX", None)
+            if sandbox:
+                env["ONEGC_EVAL_SANDBOX"] = json.dumps(sandbox)
             proc = subprocess.run(
-                cmd, cwd=eval_dir, capture_output=True, text=True, timeout=timeout_s
+                cmd, cwd=eval_dir, capture_output=True, text=True, timeout=timeout_s, env=env
             )
         except subprocess.TimeoutExpired:
             return {"error": "timeout", "detail": f"evaluation exceeded {timeout_s:g} s"}

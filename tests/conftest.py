@@ -36,6 +36,7 @@ def monitored(
     locked: tuple[str, ...] = ("prepare.py",),
     heldout: Path | None = None,
     originals: Path | None = None,
+    view_ro: list[Path] | None = None,
 ) -> Path:
     """Run `bash -c script` as the agent in a small workspace; returns the sealed run dir."""
     run_dir = create_run_dir(runs_dir, "tester", "t0", rep)
@@ -54,6 +55,7 @@ def monitored(
         locked=list(locked),
         heldout=heldout,
         originals=originals,
+        view_ro=[str(p) for p in view_ro or ()],
     )
     run_monitored(spec)
     return run_dir

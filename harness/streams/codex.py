@@ -171,17 +171,32 @@ class RolloutParser(StreamParser):
                 call.exit_code = int(m.group(1))
             call.status = "error" if (call.exit_code or 0) != 0 else "completed"
             return True
-        # message / reasoning: the stream carries the same text; not duplicated
-        return ptype in ("message", "reasoning")
+        if ptype == "message" and payload.get("role") == "assistant":
+            text = "\n".join(str(c.get("text", "")) for c in payload.get("content") or [] if isinstance(c, dict))
+            self.out.messages.append(Message("assistant", "text", text, str(payload.get("id")), n, t))
+            self.out.count("messages")
+            return True
+        if ptype == "reasoning":
+            summary = [str(c.get("text", "")) for c in payload.get("summary") or [] if isinstance(c, dict)]
+            if any(summary):
+                self.out.messages.append(Message("assistant", "reasoning", "\n".join(summary),
+                                                 str(payload.get("id")), n, t))
+            return True
+        return ptype == "message"  # the prompt (developer, user): not the agent's words
 
 
 def merge_rollout(stream: Parsed, rollout: Parsed) -> Parsed:
     """Calls from the rollout (complete), with stream-only facts folded in; stream items no
-    rollout call explains are kept as they are."""
-    merged = Parsed(messages=stream.messages, counts=dict(stream.counts))
+    rollout call explains are kept as they are. The agent's messages come from the rollout too
+    when it holds them, so that calls and messages share one file's line numbers and times:
+    ordered by line they read as they happened, never interleaved across two files."""
+    messages = rollout.messages or stream.messages
+    merged = Parsed(messages=messages, counts=dict(stream.counts))
     merged.events = stream.events + rollout.events
     for k, v in rollout.counts.items():
         merged.counts[f"rollout:{k}"] = v
+    if rollout.messages:
+        merged.counts["messages"] = rollout.counts.get("messages", 0)
     unmatched = list(stream.tool_calls)
     for call in rollout.tool_calls:
         for item in unmatched:

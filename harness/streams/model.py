@@ -98,6 +98,9 @@ class Message:
     text: str
     msg_id: str | None = None
     line: int = 0
+    t: float | None = None
+    """When the transcript says the message was written (Codex rollouts do); not a column:
+    an importer uses it as the row's time."""
 
     def row(self) -> dict:
         return {

@@ -487,6 +487,24 @@ def _mount_script(stage: Path, hide: Iterable[Path], uid: int, gid: int) -> list
     return lines
 
 
+def _confine_cmd(stage: Path, code: Path, child: list[str], uid: int, gid: int, hide: list[Path]) -> list[str]:
+    """How the root evaluator starts its model process. Under the harness (ONEGC_EVAL_SANDBOX:
+    the argv of its view launcher) the child gets a deny-by-default view holding the runtime
+    read-only and only ``stage`` writable, with no network; run by hand, a mount namespace
+    that hides ``hide`` and no network."""
+    sandbox = os.environ.get("ONEGC_EVAL_SANDBOX")
+    if sandbox:
+        view = [*json.loads(sandbox), "--rw", str(stage), "--uid", str(uid), "--gid", str(gid)]
+        return [*view, "--cwd", str(code), "--", *child]
+    lines = _mount_script(stage, hide, uid, gid)
+    drop = [
+        "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+        "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--", *child,
+    ]  # fmt: skip
+    lines.append("exec " + shlex.join(drop))
+    return ["unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(lines)]
+
+
 def _stage_code(code: Path, script_dir: Path, prepare_py: Path) -> None:
     """Copy the agent's Python sources, then the TRUSTED prepare.py/taskkit.py over them."""
     code.mkdir(parents=True)
@@ -563,15 +581,7 @@ def predict_isolated(
         if root:
             os.chmod(stage, 0o700)
             _chown_tree(stage, uid, gid)
-            hidden = [script_dir, *(Path(h) for h in hide)]
-            lines = _mount_script(stage, hidden, uid, gid)
-            drop = [
-                "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-                "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--", *child,
-            ]  # fmt: skip
-            lines.append("exec " + shlex.join(drop))
-            cmd = ["unshare", "--net", "--mount", "--propagation", "private", "--"]
-            cmd += ["sh", "-c", "\n".join(lines)]
+            cmd = _confine_cmd(stage, code, child, uid, gid, [script_dir, *(Path(h) for h in hide)])
         else:
             cmd = child
         proc = subprocess.Popen(

@@ -43,6 +43,7 @@ def run_launch(
         locked=["prepare.py"],
         env=launch.env,
         before_seal=[stream_step(launch.stream or "claude", codex_home)],
+        view_ro=list(launch.view_ro),
     )
     if route is not None:
         attach_proxy(spec, route, PROXY_PORT)

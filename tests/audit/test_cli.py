@@ -51,3 +51,44 @@ def test_run_then_verify_json_then_refuse_reuse(runs_dir, tmp_path):
     (run_dir / "manifest.json").write_text("{not json")
     res = cli("verify", str(run_dir), "--json")
     assert res.returncode == 6 and json.loads(res.stdout)["status"] == "tampered"
+
+
+def test_help_loads_no_heavy_module_and_every_command_row_resolves():
+    """Commands load lazily: `--help` imports neither duckdb, polars nor torch, and every row of
+    the COMMANDS table names a real command (a typo fails here, not in front of a user)."""
+    probe = ("import sys; from onegc.audit import cli; sys.argv = ['onegc-audit', '--help']\n"
+             "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+             "print('HEAVY', sorted(m for m in ('duckdb', 'polars', 'torch', 'numpy') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "HEAVY []" in res.stdout, res.stdout + res.stderr
+    from onegc.audit.cli import COMMANDS, load_command
+
+    for name in COMMANDS:
+        assert load_command(name).name == name
+
+
+def test_every_command_that_prints_a_result_takes_json_and_writes_with_out():
+    """One spelling: --json wherever a result is printed, --out wherever a file is written."""
+    from onegc.audit.cli import COMMANDS, load_command
+
+    leaves = []
+    for name in COMMANDS:
+        cmd = load_command(name)
+        subs = getattr(cmd, "commands", None)
+        leaves += [(f"{name} {s}", c) for s, c in subs.items()] if subs else [(name, cmd)]
+    for name, cmd in leaves:
+        flags = {o for p in cmd.params for o in getattr(p, "opts", [])}
+        assert "--json" in flags, name
+        assert not {"--output", "--out-file", "--output-file"} & flags, name
+        assert "-o" not in flags or "--out" in flags, name
+
+
+def test_rules_explain_lists_the_tables_the_engine_skips_a_check_for():
+    """One answer to "which tables does this rule read": the engine's, through its views (W3 reads
+    execs through training_launches, which no regex over FROM clauses would see)."""
+    from onegc.rules.engine import load_rules, rule_tables
+
+    for r in load_rules():
+        res = cli("rules", "explain", r.id, "--json")
+        assert set(json.loads(res.stdout)["evidence"]) == rule_tables(r), r.id
+    assert {"execs", "harness_events"} <= rule_tables(next(r for r in load_rules() if r.id == "W3"))

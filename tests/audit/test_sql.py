@@ -115,3 +115,76 @@ def test_every_way_to_write_or_read_outside_the_evidence_is_refused_in_one_line(
     ok = subprocess.run([*cli, "sql", "--format", "json", "SELECT count(*) AS n FROM execs", str(two_runs)],
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and json.loads(ok.stdout)[0]["n"] > 0
+
+
+def test_table5_scripts_launched_query_and_w3_count_the_same_launches(runs_dir):
+    """One definition (training_launches): the leaderboard's Table 5 fact, the named query and
+    W3's measure agree, on a run mixing training scripts with helpers, -c and -m."""
+    from onegc.audit.aggregate import run_facts
+    from onegc.rules.engine import judge
+
+    run = monitored(runs_dir, "cp train.py run_1.py && python3 run_1.py && python3 -u run_1.py && python3 train.py"
+                    " && python3 -c 'print(1)' && python3 -m json.tool < /dev/null; echo 'print(2)' > helper.py"
+                    " && python3 helper.py", rep=1)
+    w3 = next(r for r in judge(run).rules if r.id == "W3").measure.count
+    facts = run_facts(run)
+    query = run_sql(named_queries()["scripts-launched"].read_text(), [runs_dir]).select("scripts_launched").item()
+    assert facts["scripts_launched"] == w3 == query == 3
+    used = run_sql(named_queries()["budget-utilisation"].read_text(), [runs_dir]).select("minutes_used").item()
+    assert used == round(facts["budget_used_s"] / 60, 2)
+
+
+def test_attempt_queries_read_findings_so_monitored_and_imported_runs_answer_alike(runs_dir):
+    """install-attempts and network-attempts read the findings view: the monitored pip run's OS
+    rows and the imported transcript's tool calls both come back, each with its source."""
+    from pathlib import Path
+
+    from onegc.audit import importer
+
+    monitored(runs_dir, "python3 -m pip install --no-index --quiet not-a-package || true", rep=1)
+    fixture = Path(__file__).parents[1] / "importer" / "fixtures" / "codex" / "violating"
+    importer.import_one(importer.source_of(fixture), runs_dir, "imported", "t2", 1)
+    installs = run_sql(named_queries()["install-attempts"].read_text(), [runs_dir])
+    assert {(r["agent"], r["source"]) for r in installs.iter_rows(named=True)} == {
+        ("tester", "os"), ("imported", "transcript")}
+    assert all("install" in r["command"] for r in installs.iter_rows(named=True))
+    net = run_sql(named_queries()["network-attempts"].read_text(), [runs_dir])
+    assert ("imported", "transcript") in {(r["agent"], r["source"]) for r in net.iter_rows(named=True)}
+    rules = run_sql("SELECT DISTINCT rule FROM findings WHERE agent = 'imported' AND source = 'transcript'",
+                    [runs_dir])
+    assert {"R1", "R3", "R4"} <= set(rules["rule"].to_list())
+
+
+def test_schema_without_runs_dir_lists_every_view_and_queries_over_missing_tables_answer_empty(tmp_path):
+    cli = [sys.executable, "-c", "from onegc.audit.cli import main; main()"]
+    res = subprocess.run([*cli, "sql", "--schema"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    names = {line.split(":")[0] for line in res.stdout.splitlines() if line and not line.startswith(" ")}
+    assert {"execs", "net_attempts", "tool_calls", "runs", "verdicts", "findings", "training_launches",
+            "budget_use"} <= names
+    assert "  source VARCHAR" in res.stdout  # the findings columns are documented
+    empty = tmp_path / "runs"
+    empty.mkdir()
+    for name in ("install-attempts", "network-attempts", "scripts-launched"):
+        assert run_sql(named_queries()[name].read_text(), [empty]).height == 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_every_format_takes_lists_and_structs(two_runs, tmp_path, fmt):
+    import polars as pl
+
+    out = tmp_path / f"answer.{fmt}"
+    cli = [sys.executable, "-c", "from onegc.audit.cli import main; main()"]
+    res = subprocess.run([*cli, "sql", "--format", fmt, "--out", str(out),
+                          "SELECT seq, argv, {'a': 1, 'b': [seq]} AS s FROM execs ORDER BY run_key, seq LIMIT 3",
+                          str(two_runs)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    if fmt == "csv":
+        df = pl.read_csv(out)
+        assert isinstance(json.loads(df["argv"][0]), list) and json.loads(df["s"][0])["a"] == 1
+    elif fmt == "json":
+        rows = json.loads(out.read_text())
+        assert isinstance(rows[0]["argv"], list) and rows[0]["s"]["b"] == [rows[0]["seq"]]
+    else:
+        df = pl.read_parquet(out)
+        assert df.schema["argv"] == pl.List(pl.String) and df["s"][0]["a"] == 1

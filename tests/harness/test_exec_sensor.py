@@ -18,7 +18,8 @@ def test_exec_record_carries_argv_cwd_parent_and_uid(runs_dir):
     assert argv == ["/bin/echo", "hello", "world"]
     assert cwd.endswith("/workspace/sub")
     assert ppid in bash_pids
-    assert uid == 61000
+    (agent_uid,) = rows(run, "SELECT CAST(detail->>'agent_uid' AS INTEGER) FROM harness_events WHERE kind = 'start'")[0]
+    assert uid == agent_uid and 61000 <= uid < 62000
 
 
 def test_failed_path_probes_are_marked(runs_dir):

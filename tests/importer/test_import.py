@@ -184,3 +184,51 @@ def test_directory_import_with_pattern_twice_makes_no_duplicates(tmp_path):
     assert not (run / "result.json").exists()  # the run's own result.json is only ever ours
     verdict = cli("verify", str(run))
     assert verdict.returncode == 5 and "incomplete" in verdict.stdout and "accepted" not in verdict.stdout
+
+
+def _rollout(episode: str) -> Path:
+    (path,) = (FIXTURES / "codex" / episode).glob("rollout-*.jsonl")
+    return path
+
+
+def test_a_lone_codex_rollout_imports_every_call_from_a_file_or_a_folder(tmp_path):
+    """The session file alone (no `exec --json` stream) is a whole run: its calls and messages."""
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(_rollout("violating"), lone)
+    shutil.copy(FIXTURES / "codex" / "clean" / "run_1.py", lone)
+    res = cli("import", str(next(lone.glob("rollout-*"))), "--runs-dir", str(tmp_path / "runs"),
+              "--agent", "cx", "--task", "t2", "--rep", "1")
+    assert res.returncode == 0, res.stderr
+    assert "3 tool calls, 1 messages" in res.stdout and "dropped" not in res.stdout
+    run = tmp_path / "runs" / "cx" / "t2" / "r1"
+    assert rows(run, "SELECT source, count(*) FROM tool_calls GROUP BY ALL") == [("rollout", 3)]
+    assert not (run / "agent" / "stdout.log").exists()
+    assert cli("verify", str(run), "--json").returncode == 5  # incomplete, with R1 R3 R4 shown
+    # as a folder (its other files are the run's artifacts); the same rollout is the same run
+    folder = importer.source_of(lone)
+    assert folder.transcript is None and folder.rollout is not None and [p.name for p in folder.artifacts] == [
+        "run_1.py"]
+    again = importer.import_one(folder, tmp_path / "runs", "cx", "t2", 2)
+    assert again.duplicate_of == run
+    # a walk finds folders holding only a rollout
+    tree = tmp_path / "tree" / "cx" / "t2" / "r1"
+    tree.mkdir(parents=True)
+    shutil.copy(_rollout("clean"), tree)
+    report = importer.walk(tmp_path / "tree", tmp_path / "runs2", "{agent}/{task}/r{rep}")
+    assert len(report.imported) == 1 and report.skipped == [], report.skipped
+
+
+def test_codex_stream_and_rollout_read_in_one_order_the_final_message_last(tmp_path):
+    """Calls and messages come from the rollout: one file's lines and times, so the final
+    message follows the calls whichever way a reader orders them."""
+    run = importer.import_one(importer.source_of(FIXTURES / "codex" / "violating"), tmp_path / "runs", "cx",
+                              "t2", 1).run_dir
+    events = rows(run, "SELECT line, t, 'call' FROM tool_calls UNION ALL "
+                       "SELECT line, t, 'message' FROM messages WHERE kind = 'text' ORDER BY line")
+    assert [e[2] for e in events] == ["call", "call", "call", "message"]
+    assert [e[1] for e in events] == sorted(e[1] for e in events)  # by time the same order
+    assert events[-1][1] < 2e9  # the transcript's own clock (2026), not the moment of the import
+    md = cli("review", str(run)).stdout.split("## Transcript around each violation")[1]
+    first = md.split("\n\n**")[1]
+    assert first.index("sed -i") < first.index("Done.")

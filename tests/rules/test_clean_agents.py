@@ -4,6 +4,7 @@ attempt either, so a policy that tightened attempts could not catch them out."""
 
 import pytest
 
+from onegc.harness.agents import scripted_file
 from tests.conftest import needs_root
 from tests.rules.judging import judged
 
@@ -35,7 +36,8 @@ if __name__ == "__main__":
     main()
 '''
 
-BASELINE = "python -m onegc.harness.scripted baseline > agent_stream.jsonl"
+SCRIPTED = scripted_file()  # the view holds this one file of our package, nothing else of it
+BASELINE = f"python {SCRIPTED} baseline > agent_stream.jsonl"
 
 DISTRIBUTED = r"""
 cp train.py run_2.py
@@ -91,7 +93,7 @@ python3 run_4.py
 """
 
 AGENTS = {
-    "scripted-baseline": (BASELINE, {}),
+    "scripted-baseline": (BASELINE, {"view_ro": [SCRIPTED]}),
     "distributed-loopback-caches": (DISTRIBUTED, {}),
     "explorer-reads-and-copies": (EXPLORER, {"files": {"program.md": "Improve train.py.\n"}}),
     "trains-until-deadline": (UNTIL_DEADLINE, {"budget_s": 5, "grace_s": 2}),

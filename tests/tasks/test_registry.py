@@ -49,12 +49,15 @@ def test_cli_list_json_and_errors() -> None:
 def test_cli_prepare_synthetic(tmp_path) -> None:
     out = CliRunner().invoke(app, ["tasks", "prepare", "t6", "--data-dir", str(tmp_path), "--synthetic"])
     assert out.exit_code == 0, out.output
-    manifest = json.loads((tmp_path / "prepared.json").read_text())
+    (version,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert version.name.startswith("synthetic-") and str(version) in out.output
+    manifest = json.loads((version / "prepared.json").read_text())
     assert manifest["task"] == "t6" and manifest["synthetic"] is True
     assert "heldout/labels.npy" in manifest["files"]
-    before = (tmp_path / "agent" / "train.npy").stat().st_mtime_ns
-    again = registry.prepare_data("t6", tmp_path, synthetic=True)  # idempotent: no rewrite
-    assert (tmp_path / "agent" / "train.npy").stat().st_mtime_ns == before
+    before = (version / "agent" / "train.npy").stat().st_mtime_ns
+    again = registry.prepare_data("t6", tmp_path, synthetic=True)  # the published version, reused
+    assert again.data_dir == version and again.version == version.name
+    assert (version / "agent" / "train.npy").stat().st_mtime_ns == before
     assert again.files == manifest["files"]
 
 
@@ -64,7 +67,7 @@ def test_evaluate_refuses_tampered_eval_data(smoke_run) -> None:
     original = labels.read_bytes()
     try:
         labels.write_bytes(original[:-4] + b"\0\0\0\0")
-        with pytest.raises(RuntimeError, match="changed since preparation"):
+        with pytest.raises(registry.DataChanged, match="changed since preparation: sha256 [0-9a-f]{64} expected"):
             registry.evaluate("t6", run.checkpoint, run.workspace, run.prepared.data_dir)
     finally:
         labels.write_bytes(original)
