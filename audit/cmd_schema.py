@@ -9,7 +9,10 @@ from onegc.evidence.errors import OnegcError
 from onegc.evidence.models import SCHEMAS
 
 
-def schema(name: Annotated[str, typer.Argument(help=" or ".join(SCHEMAS) + ".")]) -> None:
+def schema(
+    name: Annotated[str, typer.Argument(help=" or ".join(SCHEMAS) + ".")],
+    as_json: Annotated[bool, typer.Option("--json", help="Accepted for uniformity: the schema is JSON.")] = False,
+) -> None:
     """Print the JSON Schema of a verdict (`verify --json`, the verdict attestation) or of an
     official result (result.json)."""
     model = SCHEMAS.get(name)

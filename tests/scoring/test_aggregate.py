@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from onegc.audit import aggregate as agg
+from onegc.evidence.errors import OnegcError
 
 CLI = str(Path(sys.executable).parent / "onegc-audit")
 
@@ -159,10 +160,10 @@ def test_cli_formats(results: Path, tmp_path: Path) -> None:
 def test_bad_results_rejected(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("agent,task,rep,status,score\nA,t1,1,accepted,\n")
-    with pytest.raises(ValueError, match="accepted run without a score"):
+    with pytest.raises(OnegcError, match="accepted run without a score"):
         agg.load_results(bad)
     bad.write_text("agent,task,rep,status,score\nA,t1,1,won,1\n")
-    with pytest.raises(ValueError, match="unknown status"):
+    with pytest.raises(OnegcError, match="unknown status"):
         agg.load_results(bad)
     proc = subprocess.run(
         [CLI, "aggregate", "--results", str(bad)],
