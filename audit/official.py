@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from onegc.evidence.errors import OnegcError
 from onegc.evidence.layout import RunLayout
 from onegc.evidence.seal import latest_result
 from onegc.harness import view
@@ -83,8 +84,8 @@ def recorded_data(run_dir: Path) -> dict[str, Any]:
         return {}
     try:
         return dict(json.loads(path.read_text()).get("context") or {})
-    except (ValueError, AttributeError):
-        return {}
+    except (ValueError, AttributeError, TypeError):  # fail closed: never "no record, any data will do"
+        raise OnegcError(f"{path}: unreadable, so the data version of the run is unknown") from None
 
 
 def data_line(data: dict[str, Any] | None) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from onegc.evidence.attest import Signer, load_signer
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import Journal, journal_path
 from onegc.evidence.layout import HOME, PRIVATE_SCRATCH, RunLayout
@@ -319,17 +320,18 @@ class Monitor:
     def run(self) -> RunOutcome:
         spec = self.spec
         preflight()
+        signer = load_signer()  # a broken key fails here, before the agent runs, not at the seal
         lease = None
         if spec.agent_uid is None:
             lease = view.UidLease(AGENT_UID_BASE)
             spec.agent_uid = lease.uid
         try:
-            return self._run()
+            return self._run(signer)
         finally:
             if lease is not None:
                 lease.release()
 
-    def _run(self) -> RunOutcome:
+    def _run(self, signer: Signer | None) -> RunOutcome:
         spec = self.spec
         view.prepare_assembly()
         self._prepare_dirs()
@@ -468,7 +470,7 @@ class Monitor:
         self.health.close()
         if self.cgroup:
             self.cgroup.remove()
-        seal(spec.run_dir, complete=complete, reasons=self.reasons)
+        seal(spec.run_dir, complete=complete, reasons=self.reasons, signer=signer)
         return RunOutcome(spec.run_dir, complete, self.reasons, end_reason, exit_code)
 
     def _netns_handshake(self, launcher_pid: int, ready_r: int, go_w: int) -> None:

@@ -17,6 +17,7 @@ import pytest
 from onegc.audit import aggregate as agg
 from onegc.audit import official
 from onegc.evidence.integrity import verify_run
+from onegc.evidence.models import Result
 from onegc.evidence.seal import latest_result
 from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
 from onegc.harness.scoring import scoring_step
@@ -153,6 +154,7 @@ def test_rescore_beside_the_old_result_and_verified(scored_run: Path, tmp_path: 
     assert out.parent == scored_run / "rescore"
     new = json.loads((out / "result.json").read_text())
     old = json.loads((scored_run / "result.json").read_text())
+    Result.model_validate(new), Result.model_validate(old)  # what is published is what `schema result` says
     assert new["scorer"]["who"] == "tester" and new["scorer"]["why"] == "evaluator fix"
     assert new["scorer"]["supersedes"] == "result.json"
     assert new["value"] == pytest.approx(old["value"]) and new["checkpoint"] == old["checkpoint"]
@@ -190,14 +192,14 @@ def test_a_sealed_rescore_is_the_score_the_verdict_takes(tmp_path: Path) -> None
         assert res.returncode == 0, res.stdout + res.stderr  # accepted
         run = runs / "scripted-baseline" / "t6" / "r1"
         first = judge(run, direction_for=task_direction)
-        assert first["status"] == "accepted" and "source" not in first["score"]
+        assert first.status == "accepted" and first.score.source is None
         res = subprocess.run([*CLI, "score", str(run), "--why", "evaluator fix", "--json"], env=env,
                              capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
         out = Path(json.loads(res.stdout)["rescore_dir"])
         second = judge(run, direction_for=task_direction)
-        assert second["status"] == "accepted"
-        assert second["score"]["source"] == str((out / "result.json").relative_to(run))
-        assert second["score"]["official"] == pytest.approx(first["score"]["official"])
+        assert second.status == "accepted"
+        assert second.score.source == str((out / "result.json").relative_to(run))
+        assert second.score.official == pytest.approx(first.score.official)
     finally:
         shutil.rmtree(runs, ignore_errors=True)
