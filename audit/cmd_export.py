@@ -18,7 +18,7 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", help="Folder to write the logs into.")] = None,
     log_format: Annotated[str, typer.Option("--log-format", help="eval (Inspect's default) or json.")] = "eval",
     bundle: Annotated[Path | None, typer.Option("--bundle", help="Instead: one file (tar.gz) of a run: "
-                                                "evidence, attestations, the workspace files the verdict reads.")] = None,
+                                                "evidence, attestations, workspace files the verdict reads.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
 ) -> None:
     """Export runs as Inspect evaluation logs (`inspect view --log-dir DIR` opens them): one
