@@ -66,6 +66,7 @@ EVAL_KINDS = frozenset(
 EXIT_EVAL_FAILURE = 3
 DEFAULT_EVAL_UID = 65534
 _AGENT_MODULE = "onegc_agent_script"
+_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
 
 
 # ---------------------------------------------------------------------------
@@ -499,12 +500,19 @@ def _confine_cmd(stage: Path, code: Path, child: list[str], uid: int, gid: int, 
         view = [*json.loads(sandbox), "--rw", str(stage), "--uid", str(uid), "--gid", str(gid)]
         return [*view, "--cwd", str(code), "--", *child]
     lines = _mount_script(stage, hide, uid, gid)
+    # Shared scratch places private to this process (and IPC its own): nothing one confined
+    # process leaves behind reaches the next (T1's probe and real passes).
+    lines += [
+        f"mount -t tmpfs -o mode=1777,size=1g onegc {d}"
+        for d in _SCRATCH
+        if Path(d).is_dir() and not _under(stage, Path(os.path.realpath(d)))
+    ]
     drop = [
         "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
         "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--", *child,
     ]  # fmt: skip
     lines.append("exec " + shlex.join(drop))
-    return ["unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(lines)]
+    return ["unshare", "--net", "--mount", "--ipc", "--propagation", "private", "--", "sh", "-c", "\n".join(lines)]
 
 
 def _stage_code(code: Path, script_dir: Path, prepare_py: Path) -> None:
@@ -539,6 +547,16 @@ class EvalUsage(dict):
 
 
 USAGE: list[EvalUsage] = []  # one entry per confined process of this evaluation, in order
+
+
+def _stage_root() -> str | None:
+    """Where root stages an evaluation: outside /tmp, so /tmp can be made private to it."""
+    base = Path("/run/onegc-eval")
+    try:
+        base.mkdir(mode=0o711, exist_ok=True)
+    except OSError:
+        return None
+    return str(base)
 
 
 def _write_frame(fd: int, payload: bytes) -> None:
@@ -610,7 +628,7 @@ def _confined(
     if root and not (shutil.which("unshare") and shutil.which("setpriv")):
         raise RuntimeError("isolated evaluation as root needs util-linux unshare and setpriv")
     stream = not isinstance(feed, str | os.PathLike)
-    stage = Path(tempfile.mkdtemp(prefix="onegc-eval-"))
+    stage = Path(tempfile.mkdtemp(prefix="onegc-eval-", dir=_stage_root() if root else None))
     fds: list[int] = []
     usage = EvalUsage(wall_s=None, cpu_s=None, gpu_s=None, limit_s=timeout_s, calls=0)
     USAGE.append(usage)
