@@ -25,7 +25,7 @@ from onegc.tasks import registry
 
 def measure(task_id: str, work: Path, reps: int) -> None:
     task = registry.get_task(task_id)
-    synthetic = registry.offline_source(task_id) is None
+    synthetic = not registry._has_full_source(task, registry.offline_source(task_id))
     prepared = registry.prepare_data(task_id, work / "data", synthetic=synthetic)
     ws = work / "workspace"
     registry.populate_workspace(task, ws, prepared)

@@ -4,9 +4,11 @@ At the end of the agent phase (the deadline, or the agent's exit) the run's cgro
 (``cgroup.freeze``; a write in progress completes first), every candidate checkpoint (the
 regular files under ``workspace/checkpoints``) and the run's Python sources are copied with
 their hashes into ``RUN_DIR/frozen/`` (root-only, outside anything the agent can reach), and
-only then is the tree thawed to receive SIGTERM. Scoring and rescoring read these copies
-only; a later change to a candidate through any path (a hard link elsewhere, a mapping, a
-rename over it) shows as a frozen hash that differs from the end state, cited under R6.
+only then is the tree thawed, with SIGTERM already pending (``thaw_after=False`` leaves the
+thaw to the caller, who signals first: no instruction runs between the copy and the signal).
+Scoring and rescoring read these copies only; a later change to a candidate through any
+path (a hard link elsewhere, a mapping, a rename over it) shows as a frozen hash that
+differs from the end state, cited under R6.
 ``frozen/manifest.json`` is sealed with the run, so a rescore can prove the copies intact.
 """
 
@@ -100,9 +102,21 @@ def source_files(workspace: Path) -> list[Path]:
     return files
 
 
-def freeze(run_dir: Path, workspace: Path, cgroup: Path | None, *, reason: str, timeout_s: float = 5.0) -> dict:
+def thaw(cgroup: Path | None) -> None:
+    """Let a frozen tree run again (its pending signals are delivered first)."""
+    if cgroup is not None:
+        try:
+            _set_frozen(cgroup, False)
+        except OSError:
+            pass  # the cgroup is gone: nothing left to thaw
+
+
+def freeze(
+    run_dir: Path, workspace: Path, cgroup: Path | None, *, reason: str, timeout_s: float = 5.0, thaw_after: bool = True
+) -> dict:
     """Freeze the tree (when there is a cgroup), copy candidates and sources into
-    ``run_dir/frozen``, thaw; return the manifest (also written to frozen/manifest.json)."""
+    ``run_dir/frozen``, thaw unless ``thaw_after`` is False (on failure it always thaws);
+    return the manifest (also written to frozen/manifest.json)."""
     t, mono = time.time(), time.monotonic()
     frozen_ok, problem = False, None
     if cgroup is not None:
@@ -130,9 +144,11 @@ def freeze(run_dir: Path, workspace: Path, cgroup: Path | None, *, reason: str, 
             if info is not None:
                 sources[rel.as_posix()] = info
         copied_mono = time.monotonic()
-    finally:
-        if cgroup is not None and frozen_ok:
-            _set_frozen(cgroup, False)
+    except BaseException:
+        thaw(cgroup)
+        raise
+    if thaw_after:
+        thaw(cgroup)
     manifest = {
         "format": FROZEN_FORMAT,
         "reason": reason,

@@ -24,7 +24,7 @@ from onegc.evidence.layout import HOME, PRIVATE_SCRATCH, RunLayout
 from onegc.evidence.seal import seal
 from onegc.harness import snapshot, view
 from onegc.harness.cgroup import RunCgroup
-from onegc.harness.freeze import freeze
+from onegc.harness.freeze import freeze, thaw
 
 AGENT_UID_BASE = int(os.environ.get("ONEGC_AGENT_UID", "61000"))
 """First of the per-run agent uids (each run leases its own: view.UidLease)."""
@@ -529,7 +529,7 @@ class Monitor:
         """The deadline freeze (harness/freeze.py): candidates and sources as they were now."""
         try:
             m = freeze(self.spec.run_dir, self.spec.workspace, self.cgroup.path if self.cgroup else None,
-                       reason=reason)  # fmt: skip
+                       reason=reason, thaw_after=False)  # fmt: skip (_end_tree thaws after SIGTERM)
         except OSError as exc:
             self.reasons.append(f"the end-of-run freeze failed: {exc}")
             return
@@ -551,6 +551,7 @@ class Monitor:
                     p.terminate()
                 except psutil.Error:
                     pass
+            thaw(self.cgroup.path if self.cgroup else None)  # SIGTERM is pending before anything runs
             end = time.monotonic() + self.spec.grace_s
             while time.monotonic() < end and self._agent_procs():
                 time.sleep(0.05)
@@ -560,6 +561,7 @@ class Monitor:
             if left:
                 self.harness.write(kind="sigkill", detail=({"pids": [p.pid for p in left]}))
         if self.cgroup:
+            thaw(self.cgroup.path)
             self.cgroup.kill()
             if not self.cgroup.wait_empty(10):
                 self.reasons.append("the run's cgroup did not empty after cgroup.kill")
