@@ -22,7 +22,8 @@ from onegc.evidence.schema import TABLES
 MANIFEST_FORMAT = "onegc-manifest-1"
 # Artifacts sealed beside the journals when present (the agent's raw output streams, the
 # official result written by the scoring step, the deadline freeze's manifest).
-SEALED_LOGS = (STDOUT, STDERR, RESULT_NAME, "frozen/manifest.json")
+# official result written by the scoring step, the deadline freeze's manifest).
+SEALED_LOGS = (STDOUT, STDERR, RESULT_NAME, "frozen/frozen.json")
 # Later additions to a sealed run (e.g. rescore/<stamp>/): each folder seals itself.
 ADDENDA_DIRS = (RESCORE_DIR,)
 ADDENDUM_FORMAT = "onegc-addendum-1"

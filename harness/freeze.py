@@ -9,7 +9,7 @@ thaw to the caller, who signals first: no instruction runs between the copy and 
 Scoring and rescoring read these copies only; a later change to a candidate through any
 path (a hard link elsewhere, a mapping, a rename over it) shows as a frozen hash that
 differs from the end state, cited under R6.
-``frozen/manifest.json`` is sealed with the run, so a rescore can prove the copies intact.
+``frozen/frozen.json`` is sealed with the run, so a rescore can prove the copies intact.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from onegc.evidence.errors import OnegcError
 from onegc.evidence.seal import sha256_file
 
 FROZEN_DIR = "frozen"
-FROZEN_MANIFEST = "manifest.json"
+FROZEN_MANIFEST = "frozen.json"  # not manifest.json: that name marks a sealed run dir
 FROZEN_FORMAT = "onegc-frozen-1"
 CHECKPOINTS = "checkpoints"
 SOURCES = "sources"
@@ -116,7 +116,7 @@ def freeze(
 ) -> dict:
     """Freeze the tree (when there is a cgroup), copy candidates and sources into
     ``run_dir/frozen``, thaw unless ``thaw_after`` is False (on failure it always thaws);
-    return the manifest (also written to frozen/manifest.json)."""
+    return the manifest (also written to frozen/frozen.json)."""
     t, mono = time.time(), time.monotonic()
     frozen_ok, problem = False, None
     if cgroup is not None:

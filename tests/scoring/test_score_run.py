@@ -134,7 +134,7 @@ def test_scores_sealed_and_candidates_classified(scored_run: Path) -> None:
     assert set(got) == {run1, "checkpoints/compiled.pt", "checkpoints/late.pt", "checkpoints/preseeded.pt"}
     sel, late, official_v, failure, _, digest = got[run1]
     assert (sel, late, failure) == ("window", False, None) and official_v is not None
-    frozen = json.loads((scored_run / "frozen" / "manifest.json").read_text())
+    frozen = json.loads((scored_run / "frozen" / "frozen.json").read_text())
     assert frozen["cgroup_frozen"] and frozen["checkpoints"][run1]["nlink"] == 2
     # The bytes evaluated are those frozen at the deadline, not the rewritten end state.
     assert digest == frozen["checkpoints"][run1]["sha256"] != sha256(ws / run1)
