@@ -27,6 +27,7 @@ from onegc.evidence.integrity import verify_run
 from onegc.evidence.layout import RunLayout
 from onegc.evidence.schema import TABLE_BY_NAME
 from onegc.evidence.seal import DB_NAME, RESCORE_DIR, RUN_COLUMNS, latest_result
+from onegc.rules.peers import peer_artifacts
 
 HERE = Path(__file__).resolve().parent
 CHECKS_DIR = HERE / "checks"
@@ -247,6 +248,7 @@ def open_evidence(run_dir: Path, derived: bool = True) -> duckdb.DuckDBPyConnect
     con.execute((HERE / "views.sql").read_text())
     if derived:
         _derived_tables(con, RunLayout(run_dir).workspace)
+        peer_artifacts(con, run_dir)  # W5: other runs' work by hash
     return con
 
 
@@ -275,6 +277,8 @@ DERIVED_TABLES = {
                           "their sha256 matches the sealed after-snapshot."),
     "checkpoint_scan": ("snapshots", "Checkpoints under checkpoints/, scanned at verify time, matched to the "
                         "sealed after-snapshot by sha256."),
+    "peer_artifacts": ("snapshots", "Checkpoints and top-level scripts other runs under the same runs root left, "
+                       "by sha256, read at verify time from their sealed evidence (rules/peers.py)."),
 }
 # Views of views.sql that the query index exports per run, so that the questions asked of many
 # runs (Table 5, Table 8, the named queries) use the very definitions the rules use.
