@@ -41,4 +41,5 @@ def peer_artifacts(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
             rows = []
         finally:
             other.close()
-        con.executemany("INSERT INTO peer_artifacts VALUES (?, ?, ?)", [[str(peer), p, h] for p, h in rows])
+        if rows:
+            con.executemany("INSERT INTO peer_artifacts VALUES (?, ?, ?)", [[str(peer), p, h] for p, h in rows])

@@ -246,3 +246,47 @@ def test_a_sealed_rescore_is_the_score_the_verdict_takes(tmp_path: Path) -> None
         assert second["score"]["official"] == pytest.approx(first["score"]["official"])
     finally:
         shutil.rmtree(runs, ignore_errors=True)
+
+
+# Honest counterpart of the freeze: training that is still saving checkpoints (atomically,
+# through prepare.save_checkpoint) when the deadline comes, and is simply ended by the harness.
+KEEPER = r"""
+cp train.py run_1.py
+python run_1.py > train.log 2>&1
+python - <<'PY'
+import glob, time, torch
+import run_1
+from prepare import save_checkpoint
+ck = torch.load(sorted(glob.glob("checkpoints/run_1-*.pt"))[0], weights_only=True)
+model = run_1.build_model(ck["config"])
+model.load_state_dict(ck["state_dict"])
+while True:
+    save_checkpoint(model, ck["config"], ck["self_reported_score"])
+    time.sleep(0.3)
+PY
+"""
+
+
+@needs_root
+def test_a_run_checkpointing_up_to_the_deadline_stays_accepted(tmp_path: Path) -> None:
+    from onegc.audit.cmd_verify import task_direction
+    from tests.conftest import RUNS_BASE
+
+    runs = RUNS_BASE / f"keeper-{os.getpid()}"
+    env = {**os.environ, "ONEGC_DATA_DIR": str(tmp_path / "data")}
+    budget = os.environ.get("ONEGC_TEST_SCORING_BUDGET_S", "40")
+    try:
+        res = subprocess.run([CLI, "run", "--task", "t6", "--agent", "command", "--label", "keeper", "--runs-dir",
+                              str(runs), "--synthetic", "--env", "ONEGC_SMOKE=1", "--budget-s", budget,
+                              "--grace-s", "5", "--", "bash", "-c", KEEPER], env=env, capture_output=True, text=True)
+        run = runs / "keeper" / "t6" / "r1"
+        verdict = judge(run, direction_for=task_direction)
+        assert res.returncode == 0 and verdict["status"] == "accepted", (res.stdout + res.stderr, verdict["reasons"])
+        frozen = json.loads((run / "frozen" / "frozen.json").read_text())
+        assert frozen["reason"] == "deadline" and frozen["cgroup_frozen"] and len(frozen["checkpoints"]) >= 2
+        changed = rows(run, "SELECT count(*) FROM scores WHERE changed_after_freeze")
+        assert changed == [(0,)]
+        result = json.loads((run / "result.json").read_text())
+        assert result["outcome"] == "scored" and result["checkpoint"] in frozen["checkpoints"]
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
