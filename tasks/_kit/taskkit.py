@@ -589,7 +589,7 @@ def _read_frame(fd: int, deadline: float | None) -> bytes:
 def _pack(arrays: Mapping[str, np.ndarray]) -> bytes:
     """Arrays as one frame: a JSON header (name, dtype, shape) then the raw bytes. No pickle;
     cheap enough for thousands of single-item calls (an npz costs ~1 ms each)."""
-    arrs = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    arrs = {k: np.asarray(v).copy(order="C") for k, v in arrays.items()}
     for k, v in arrs.items():
         if v.dtype.hasobject:
             raise TypeError(f"{k}: object arrays cannot be sent")
