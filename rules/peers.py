@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from onegc.evidence.seal import DB_NAME, MANIFEST_NAME
+from onegc.evidence.layout import DB_NAME, MANIFEST_NAME
 
 PRODUCED = """
 SELECT a.path, a.sha256 FROM snapshots a

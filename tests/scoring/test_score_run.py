@@ -253,17 +253,19 @@ def test_a_sealed_rescore_is_the_score_the_verdict_takes(tmp_path: Path) -> None
 KEEPER = r"""
 cp train.py run_1.py
 python run_1.py > train.log 2>&1
-python - <<'PY'
+cat > keep.py <<'PY'
 import glob, time, torch
-import run_1
+from run_1 import build_model
 from prepare import save_checkpoint
-ck = torch.load(sorted(glob.glob("checkpoints/run_1-*.pt"))[0], weights_only=True)
-model = run_1.build_model(ck["config"])
-model.load_state_dict(ck["state_dict"])
-while True:
-    save_checkpoint(model, ck["config"], ck["self_reported_score"])
-    time.sleep(0.3)
+if __name__ == "__main__":
+    ck = torch.load(sorted(glob.glob("checkpoints/run_1-*.pt"))[0], weights_only=True)
+    model = build_model(ck["config"])
+    model.load_state_dict(ck["state_dict"])
+    while True:
+        save_checkpoint(model, ck["config"], ck["self_reported_score"])
+        time.sleep(0.3)
 PY
+python keep.py
 """
 
 
