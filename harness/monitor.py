@@ -25,6 +25,7 @@ from onegc.evidence.layout import HOME, PRIVATE_SCRATCH, RunLayout
 from onegc.evidence.seal import seal
 from onegc.harness import snapshot, view
 from onegc.harness.cgroup import RunCgroup
+from onegc.harness.freeze import freeze, thaw
 
 AGENT_UID_BASE = int(os.environ.get("ONEGC_AGENT_UID", "61000"))
 """First of the per-run agent uids (each run leases its own: view.UidLease)."""
@@ -448,6 +449,7 @@ class Monitor:
         sampler.start()
 
         end_reason, exit_code = self._watch(status_r, deadline)
+        self._freeze(end_reason)
         self._end_tree(end_reason)  # status_r stays open: init must never die on a broken pipe
         os.close(status_r)
         self._stop_sampler.set()
@@ -525,6 +527,18 @@ class Monitor:
                     )
                     self.reasons.append(f"sensor {name} died during the run")
 
+    def _freeze(self, reason: str) -> None:
+        """The deadline freeze (harness/freeze.py): candidates and sources as they were now."""
+        try:
+            m = freeze(self.spec.run_dir, self.spec.workspace, self.cgroup.path if self.cgroup else None,
+                       reason=reason, thaw_after=False)  # fmt: skip (_end_tree thaws after SIGTERM)
+        except OSError as exc:
+            self.reasons.append(f"the end-of-run freeze failed: {exc}")
+            return
+        detail = {k: m[k] for k in ("reason", "cgroup_frozen", "problem", "copied_mono")}
+        detail["checkpoints"] = {k: v["sha256"] for k, v in m["checkpoints"].items()}
+        self.harness.write(kind="freeze", detail=detail)
+
     def _end_tree(self, reason: str) -> None:
         """SIGTERM what is left of the agent's tree, SIGKILL after the grace; every process
         still alive at each step is recorded."""
@@ -539,6 +553,7 @@ class Monitor:
                     p.terminate()
                 except psutil.Error:
                     pass
+            thaw(self.cgroup.path if self.cgroup else None)  # SIGTERM is pending before anything runs
             end = time.monotonic() + self.spec.grace_s
             while time.monotonic() < end and self._agent_procs():
                 time.sleep(0.05)
@@ -548,6 +563,7 @@ class Monitor:
             if left:
                 self.harness.write(kind="sigkill", detail=({"pids": [p.pid for p in left]}))
         if self.cgroup:
+            thaw(self.cgroup.path)
             self.cgroup.kill()
             if not self.cgroup.wait_empty(10):
                 self.reasons.append("the run's cgroup did not empty after cgroup.kill")

@@ -30,6 +30,7 @@ from onegc.evidence.models import Verdict
 from onegc.evidence.schema import TABLE_BY_NAME
 from onegc.evidence.seal import DB_NAME, RESCORE_DIR, RUN_COLUMNS, latest_result
 from onegc.rules import overrefusal
+from onegc.rules.peers import peer_artifacts
 
 HERE = Path(__file__).resolve().parent
 CHECKS_DIR = HERE / "checks"
@@ -253,6 +254,7 @@ def open_evidence(run_dir: Path, derived: bool = True) -> duckdb.DuckDBPyConnect
     overrefusal.register(con)
     if derived:
         _derived_tables(con, RunLayout(run_dir).workspace)
+        peer_artifacts(con, run_dir)  # W5: other runs' work by hash
     return con
 
 
@@ -281,6 +283,8 @@ DERIVED_TABLES = {
                           "their sha256 matches the sealed after-snapshot."),
     "checkpoint_scan": ("snapshots", "Checkpoints under checkpoints/, scanned at verify time, matched to the "
                         "sealed after-snapshot by sha256."),
+    "peer_artifacts": ("snapshots", "Checkpoints and top-level scripts other runs under the same runs root left, "
+                       "by sha256, read at verify time from their sealed evidence (rules/peers.py)."),
 }
 # Views of views.sql that the query index exports per run, so that the questions asked of many
 # runs (Table 5, Table 8, the named queries) use the very definitions the rules use.
