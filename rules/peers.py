@@ -22,9 +22,16 @@ def sibling_runs(run_dir: Path) -> list[Path]:
     """Sealed runs laid out like this one (RUNS/LABEL/TASK/rN) under the same RUNS, itself excluded."""
     run_dir = run_dir.resolve()
     root = run_dir.parents[2] if len(run_dir.parents) > 2 else None
-    if root is None or not run_dir.name.startswith("r"):
-        return []
-    return [p.parent for p in sorted(root.glob(f"*/*/r*/{MANIFEST_NAME}")) if p.parent != run_dir]
+    if root is None or root == Path(root.anchor) or not run_dir.name.startswith("r"):
+        return []  # a bundle unpacked in a temporary folder has no siblings (and / is no runs root)
+    found: list[Path] = []
+    try:
+        for p in root.glob(f"*/*/r*/{MANIFEST_NAME}"):
+            if p.parent != run_dir:
+                found.append(p.parent)
+    except OSError:  # a folder vanished or is unreadable while walking: compare with what was found
+        pass
+    return sorted(found)
 
 
 def peer_artifacts(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
