@@ -30,8 +30,16 @@ AGENT_UID_BASE = int(os.environ.get("ONEGC_AGENT_UID", "61000"))
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Passed through to the agent: the GPU it may use, and the host's numeric-library settings
 # (some CPUs need OPENBLAS_CORETYPE for correct results).
-PASS_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LANG", "TERM", "OPENBLAS_CORETYPE",
-            "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+PASS_ENV = (
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "LANG",
+    "TERM",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
 
 
 class HarnessError(OnegcError):
@@ -75,6 +83,8 @@ class RunSpec:
     view_ro: list[str] = field(default_factory=list)
     """Host paths the agent needs read-only beyond the runtime (harness/view.py) and its program."""
     sample_interval_s: float = 1.0
+    file_sensor: str = field(default_factory=lambda: os.environ.get("ONEGC_FILE_SENSOR", "fanotify"))
+    """fanotify (harness/fanwatch.py; inotify where it cannot start) or inotify (harness/fswatch.py)."""
     before_seal: list[Callable[[BeforeSeal], None]] = field(default_factory=list)
     runtime_cli: bool = False
     """The agent's main process is an agent CLI (its own traffic goes through the proxy), so
@@ -146,7 +156,10 @@ def gpu_memory(pids: set[int]) -> int | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -235,6 +248,34 @@ class Monitor:
         event there is the run's own and no other process's write can be cited against it."""
         spec = self.spec
         return [["workspace", str(spec.workspace), True], ["scratch", str(spec.scratch), True]]
+
+    def _start_file_sensor(self) -> int | None:
+        """fanotify on the run's own superblocks (harness/fanwatch.py: a pid per event, nothing
+        lost) where the kernel and a cgroup allow; inotify otherwise. Returns the pid whose mount
+        namespace the launcher must join, or None."""
+        spec, roots = self.spec, self._watch_roots()
+        if self.cgroup is not None and spec.file_sensor != "inotify":
+            proc = self._spawn_sensor(
+                "fswatch",
+                "onegc.harness.fanwatch",
+                str(spec.run_dir),
+                str(os.getpid()),
+                str(self.cgroup.path),
+                json.dumps([[label, path] for label, path, _rec in roots]),
+            )
+            line = proc.stdout.readline()
+            msg = json.loads(line) if line else {}
+            if msg.get("ready") is True:
+                self.sensors["fswatch"] = True
+                self.sensors["file_sensor"] = "fanotify"
+                return int(msg["pid"])
+            proc.wait()
+            self.health.write(sensor="fswatch", counter="fanotify_unavailable", value=1, lossy=False)
+            self.harness.write(kind="file_sensor_fallback", detail={"error": msg.get("error", "no answer")})
+        self._spawn_sensor("fswatch", "onegc.harness.fswatch", str(spec.run_dir), str(os.getpid()), json.dumps(roots))
+        self._ready("fswatch")
+        self.sensors["file_sensor"] = "inotify"
+        return None
 
     def _spawn_sensor(self, name: str, module: str, *args: str, pass_fds: tuple = ()) -> dict:
         proc = subprocess.Popen(
@@ -345,14 +386,7 @@ class Monitor:
             scopes["heldout"] = spec.heldout
         snapshot.record(snaps, "before", scopes)
 
-        self._spawn_sensor(
-            "fswatch",
-            "onegc.harness.fswatch",
-            str(spec.run_dir),
-            str(os.getpid()),
-            json.dumps(self._watch_roots()),
-        )
-        self._ready("fswatch")
+        mntns_pid = self._start_file_sensor()
         ctl_r, ctl_w = os.pipe()
         ack_r, ack_w = os.pipe()
         status_r, status_w = os.pipe()
@@ -379,6 +413,7 @@ class Monitor:
             "uid": spec.agent_uid,
             "gid": spec.agent_uid,
             "cgroup_procs": str(self.cgroup.procs_file) if self.cgroup else None,
+            "mntns_pid": mntns_pid,
             "view": asdict(sandbox),
             "ctl_fd": ctl_w,
             "ack_fd": ack_r,
@@ -448,6 +483,7 @@ class Monitor:
         sampler.join()
         samples.close()
         self._stop_sensors()
+        shutil.rmtree(spec.layout.agent_dir / "overlay", ignore_errors=True)  # fanwatch's empty layers
         snapshot.record(snaps, "after", scopes)
         snaps.close()
         post = BeforeSeal(spec, start_mono, deadline)
@@ -457,9 +493,7 @@ class Monitor:
             j.close()
         self.reasons += post.reasons
         complete = not self.reasons
-        self.harness.write(
-            kind="end", detail=({"reason": end_reason, "complete": complete, "reasons": self.reasons})
-        )
+        self.harness.write(kind="end", detail=({"reason": end_reason, "complete": complete, "reasons": self.reasons}))
         self.harness.close()
         self.health.close()
         if self.cgroup:

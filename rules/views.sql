@@ -70,3 +70,15 @@ CREATE TEMP MACRO other_run_scratch(p) AS
 -- effects are pip's, not an attempt by the agent.
 CREATE TEMP MACRO pip_readonly(argv) AS regexp_matches(array_to_string(argv, ' '),
     '(^|[ /])pip[0-9.]* (list|show|freeze|check|--version|-V|config|debug|inspect|help)( |$)');
+
+-- File events a process of the run made, the only ones a rule may cite. fanotify names the
+-- process of each event and its cgroup tells whether it is the run's (in_run); inotify, the
+-- fallback sensor, names none and watches only places no other process can write
+-- (attribution null). A foreign process's event (in_run false) is never cited, nor one whose
+-- process was gone before it could be told (attribution 'none'): unattributed_file_events
+-- lists those, and the sensor's health counts them.
+CREATE TEMP VIEW run_file_events AS
+SELECT * FROM file_events WHERE coalesce(in_run, attribution IS NULL);
+
+CREATE TEMP VIEW unattributed_file_events AS
+SELECT * FROM file_events WHERE in_run IS NULL AND attribution IS NOT NULL;
