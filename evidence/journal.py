@@ -126,9 +126,41 @@ def read_records(path: Path) -> Iterator[tuple[int, str]]:
         yield from enumerate(fh, 1)
 
 
+H_TAIL = len(',"h":"') + 64 + len('"}')
+"""What the writer appends to a record's canonical bytes (less their closing brace)."""
+
+
+def _fast_chain(path: Path, table: str) -> ChainCheck | None:
+    """The chain checked on the bytes as written, without re-serialising each record (a
+    million-record journal in about a third of the time): each line is its record's canonical
+    bytes with the hash appended, so the hash of those bytes, the ``seq`` and ``prev`` they
+    hold and the hash they end with must agree. None at the first disagreement or torn line:
+    the record-by-record check then names it."""
+    check = ChainCheck(table)
+    prev = ""
+    sha = hashlib.sha256
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for seq, line in enumerate(fh):
+            if not line.endswith('"}\n') or len(line) <= H_TAIL + 1:
+                return None
+            h = line[-H_TAIL + 5 : -3]
+            body = line[: -H_TAIL - 1] + "}"
+            if line[-H_TAIL - 1 : -H_TAIL + 5] != ',"h":"' or sha(body.encode()).hexdigest() != h:
+                return None
+            if f',"prev":"{prev}"' not in body or (f'"seq":{seq},' not in body and f'"seq":{seq}}}' not in body):
+                return None
+            prev = h
+            check.records = seq + 1
+    check.head = prev
+    return check
+
+
 def check_chain(path: Path, table: str) -> ChainCheck:
     """Recompute a journal's hash chain; a torn last line (writer killed mid-write) is
     reported as `truncated_tail`, anything else wrong as a problem."""
+    fast = _fast_chain(path, table)
+    if fast is not None:
+        return fast
     check = ChainCheck(table)
     prev = ""
     lines = list(read_records(path))
