@@ -69,7 +69,8 @@ def _timeline(con: duckdb.DuckDBPyConnection, tables: set[str]) -> list[dict]:
         "SELECT 'execs', seq, t, 'exec', pid, array_to_string(argv, ' ') FROM execs WHERE NOT probe",
         "SELECT 'net_attempts', seq, t, 'network ' || syscall, pid, "
         "address || ':' || port || '  ' || array_to_string(argv, ' ') FROM net_attempts",
-        "SELECT 'file_events', seq, t, 'file ' || event, NULL, root || '  ' || path FROM file_events "
+        "SELECT 'file_events', seq, t, 'file ' || event, pid, root || '  ' || path || CASE WHEN NOT in_run "
+        "THEN '  (foreign: not cited)' WHEN attribution = 'none' THEN '  (unattributed)' ELSE '' END FROM file_events "
         "WHERE event IN ('create', 'moved_to', 'delete', 'attrib', 'open', 'rescan_found') "
         "OR (event = 'close_write' AND root <> 'scratch')",
     ]
