@@ -372,10 +372,9 @@ def _times(parsed: Parsed) -> tuple[float | None, float | None]:
 
 
 def create_run_dir(runs_dir: Path, agent: str, task: str, rep: int) -> Path:
-    """RUNS/AGENT/TASK/rREP, new, with the names a monitored run allows. Any runs dir will
-    do (no agent runs here, so a runs dir under /tmp is no concern)."""
+    """RUNS/AGENT/TASK/rREP, new, with the names a monitored run allows."""
     try:
-        return monitor.create_run_dir(runs_dir, agent, task, rep, agent_runs_here=False)
+        return monitor.create_run_dir(runs_dir, agent, task, rep)
     except HarnessError as exc:
         raise ImportSourceError(str(exc)) from None
 

@@ -1,6 +1,6 @@
-"""One monitored agent run: sensors up, agent launched in its sandbox, watchdog, sensors
-down, evidence sealed. The caller (audit) has already created the run directory and
-populated its workspace."""
+"""One monitored agent run: sensors up, agent launched in its sandbox (a deny-by-default
+view, harness/view.py, under a uid of its own), watchdog, sensors down, evidence sealed.
+The caller (audit) has already created the run directory and populated its workspace."""
 
 import json
 import os
@@ -405,6 +405,10 @@ class Monitor:
         env = agent_env(spec)
         login_profile(spec, env)
         sandbox = self._view()
+        try:
+            view.check(sandbox)
+        except OSError as exc:
+            raise HarnessError(f"cannot build the agent's view: {exc}") from None
         config = {
             "harness_pid": os.getpid(),
             "argv": spec.argv,

@@ -159,6 +159,12 @@ def _plan(spec: ViewSpec) -> list[tuple[str, str | None, str]]:
     return sorted(plan, key=lambda t: (t[0].count("/"), t[0]))
 
 
+def check(spec: ViewSpec) -> None:
+    """Raise OSError when the view cannot be built (a writable folder inside a read-only one),
+    before anything is started."""
+    _plan(spec)
+
+
 def _dev(root: str, spec: ViewSpec) -> None:
     dev = _target(root, "/dev")
     _mkdirs(dev)

@@ -4,12 +4,14 @@ Each run has its own uid, hostname and IPC namespace; nothing it leaves outlives
 
 import json
 import os
+import subprocess
 import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
+from onegc.harness import view
 from onegc.rules.engine import judge
 from tests.conftest import monitored, needs_root
 from tests.evidencedb import rows
@@ -186,3 +188,26 @@ def test_host_writes_beside_a_run_are_never_cited(runs_dir, where):
     assert not verdict.get("disqualified_by")
     assert rows(run, f"SELECT count(*) FROM file_events WHERE path = '{name}'") == [(0,)]
     assert os.path.basename(name) not in (run / "workspace" / "seen.txt").read_text()
+
+
+def test_uid_leases_are_exclusive_and_skip_a_uid_with_a_live_process():
+    base = 62900  # away from the runs' range, so a concurrent run is not disturbed
+    squatter = subprocess.Popen(["sleep", "30"], user=base, group=base)
+    try:
+        a, b = view.UidLease(base, slots=10), view.UidLease(base, slots=10)
+        assert base not in (a.uid, b.uid), "a uid still owning a process is never leased"
+        assert a.uid != b.uid
+        a.release()
+        c = view.UidLease(base, slots=10)
+        assert c.uid == a.uid, "a released uid is free again"
+        b.release()
+        c.release()
+    finally:
+        squatter.kill()
+        squatter.wait()
+
+
+def test_a_view_that_cannot_be_built_is_refused_before_anything_starts():
+    spec = view.ViewSpec(ro=["/usr"], rw=["/usr/share"])  # a writable folder inside a read-only one
+    with pytest.raises(OSError, match="inside read-only"):
+        view.check(spec)
