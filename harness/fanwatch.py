@@ -41,13 +41,13 @@ from onegc.harness.kernel import CLONE_NEWNS, MS_PRIVATE, MS_REC, PR_SET_PDEATHS
 
 FAN_CLOEXEC, FAN_NONBLOCK, FAN_CLASS_NOTIF = 0x1, 0x2, 0x0
 FAN_UNLIMITED_QUEUE, FAN_REPORT_PIDFD = 0x10, 0x80
-FAN_REPORT_DFID_NAME = 0x400 | 0x800
+FAN_REPORT_DFID_NAME_TARGET = 0x200 | 0x400 | 0x800 | 0x1000  # FID, DIR_FID, NAME, TARGET_FID
 FAN_MARK_ADD, FAN_MARK_FILESYSTEM = 0x1, 0x100
 FAN_MODIFY, FAN_ATTRIB, FAN_CLOSE_WRITE = 0x2, 0x4, 0x8
 FAN_CREATE, FAN_DELETE, FAN_DELETE_SELF = 0x100, 0x200, 0x400
 FAN_Q_OVERFLOW, FAN_RENAME, FAN_ONDIR = 0x4000, 0x10000000, 0x40000000
 FAN_NOPIDFD, FAN_EPIDFD = -1, -2
-INFO_DFID_NAME, INFO_PIDFD, INFO_OLD_DFID_NAME, INFO_NEW_DFID_NAME = 2, 4, 10, 12
+INFO_FID, INFO_DFID_NAME, INFO_PIDFD, INFO_OLD_DFID_NAME, INFO_NEW_DFID_NAME = 1, 2, 4, 10, 12
 MASK = FAN_CREATE | FAN_MODIFY | FAN_CLOSE_WRITE | FAN_DELETE | FAN_RENAME | FAN_ATTRIB | FAN_DELETE_SELF | FAN_ONDIR
 NAMES = (
     (FAN_CREATE, "create"),
@@ -144,11 +144,14 @@ class Attributor:
     def by_proc(self, pid: int) -> bool | None:
         try:
             with open(f"/proc/{pid}/cgroup") as fh:
-                line = fh.read().strip().splitlines()[-1]
-        except (OSError, IndexError):
+                lines = fh.read().splitlines()
+        except OSError:
             return None
-        path = line.split(":", 2)[2]
-        return path == self.rel or path.startswith(self.rel + "/")
+        for line in lines:  # the unified hierarchy's line; a hybrid layout lists v1 ones too
+            if line.startswith("0::"):
+                path = line[3:]
+                return path == self.rel or path.startswith(self.rel + "/")
+        return None
 
 
 class DirPaths:
@@ -178,6 +181,11 @@ class DirPaths:
             self.paths[key] = p
         return label, p
 
+    def learn(self, fid: tuple[bytes, bytes, str], path: str) -> None:
+        """A folder's path from the event that made it (its parent's path and its name): the
+        files it held are named even if it is gone before its events are read."""
+        self.paths[fid[0] + fid[1]] = path
+
     def forget(self) -> None:
         """A directory was deleted or renamed: cached paths below it are stale (resolving
         again costs one lookup per folder; finding them would cost a scan of the cache)."""
@@ -204,7 +212,7 @@ def _dfid_name(rec: bytes) -> tuple[bytes, bytes, str]:
 
 class FanWatcher:
     def __init__(self, run_dir: Path, cgroup_dir: str, roots: list[tuple[str, str]]) -> None:
-        flags = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME
+        flags = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME_TARGET
         flags |= FAN_UNLIMITED_QUEUE | FAN_REPORT_PIDFD
         self.fan = _check(libc.fanotify_init(flags, os.O_RDONLY | os.O_CLOEXEC), "fanotify_init")
         self.dirs = DirPaths()
@@ -272,7 +280,7 @@ class FanWatcher:
                 itype, _pad, ilen = INFO.unpack_from(buf, i)
                 if itype == INFO_PIDFD:
                     pidfd = struct.unpack_from("=i", buf, i + 4)[0]
-                elif itype in (INFO_DFID_NAME, INFO_OLD_DFID_NAME, INFO_NEW_DFID_NAME):
+                elif itype in (INFO_FID, INFO_DFID_NAME, INFO_OLD_DFID_NAME, INFO_NEW_DFID_NAME):
                     names[itype] = _dfid_name(buf[i : i + ilen])
                 i += ilen if ilen else end
             if pid == self.me:  # our own handle lookups
@@ -290,6 +298,8 @@ class FanWatcher:
                         self._write(label, path, ev, self.cookie, common)
                 if is_dir:
                     self.dirs.forget()
+                    if INFO_FID in names and INFO_NEW_DFID_NAME in names:
+                        self.dirs.learn(names[INFO_FID], self._path(names[INFO_NEW_DFID_NAME])[1])
             if INFO_DFID_NAME in names:
                 label, path = self._path(names[INFO_DFID_NAME])
                 for bit, ev in NAMES:
@@ -297,6 +307,8 @@ class FanWatcher:
                         self._write(label, path, ev, 0, common)
                 if is_dir and mask & FAN_DELETE:
                     self.dirs.forget()
+                elif is_dir and mask & FAN_CREATE and INFO_FID in names:
+                    self.dirs.learn(names[INFO_FID], path)
 
     def _path(self, dfid: tuple[bytes, bytes, str]) -> tuple[str, str]:
         fsid, handle, name = dfid

@@ -112,7 +112,8 @@ def test_forced_reader_stall_loses_nothing(runs_dir):
     """fanotify with an unlimited queue: the reader stopped (SIGSTOP) while the agent creates,
     writes and deletes 12,000 files (well past inotify's 16,384-event queue) loses no event:
     no overflow, the run complete, every file's create, close_write and delete in the record,
-    each with the writer's pid, none foreign."""
+    each with the writer's pid, none foreign, and the files of a folder removed meanwhile still
+    named by their paths."""
     run_dir = create_run_dir(runs_dir, "tester", "t0", 1)
     writer = (
         "import os, time\n"
@@ -120,6 +121,9 @@ def test_forced_reader_stall_loses_nothing(runs_dir):
         "    open(f'f{i}', 'w').write('x')\n"
         "for i in range(12000):\n"
         "    os.unlink(f'f{i}')\n"
+        "os.makedirs('gone/sub')\n"  # a folder made and removed while the reader is stopped
+        "open('gone/sub/x', 'w').write('1')\n"
+        "os.unlink('gone/sub/x'); os.rmdir('gone/sub'); os.rmdir('gone')\n"
         "open('done', 'w').close()\n"
         "time.sleep(2)\n"  # alive while the reader catches up: its pidfd then names its cgroup
     )
@@ -147,6 +151,8 @@ def test_forced_reader_stall_loses_nothing(runs_dir):
         )
     )
     assert per_event == {"create": 12000, "modify": 12000, "close_write": 12000, "delete": 12000}, per_event
+    # its files are named by path though the folder was gone before the reader resumed
+    assert ("create",) in rows(run_dir, "SELECT event FROM file_events WHERE path LIKE '%/workspace/gone/sub/x'")
 
 
 def test_a_childs_write_is_recorded_with_its_pid_and_in_run(runs_dir):
@@ -206,3 +212,18 @@ def test_undecodable_file_names_and_argv_are_recorded_not_fatal(runs_dir):
     assert verify_run(run).status == "intact"
     assert rows(run, "SELECT count(*) FROM file_events WHERE path LIKE '%evil\\xff.py'")[0][0] >= 1
     assert rows(run, "SELECT argv FROM execs WHERE path = '/bin/echo'") == [(["/bin/echo", "arg\\xfe"],)]
+
+
+def test_where_fanotify_cannot_start_inotify_takes_its_place(runs_dir):
+    """A runs folder whose path overlay's options cannot carry (a comma) gets no overlay: the
+    harness says so (sensor health, a harness event) and watches with inotify instead; the
+    run's writes are still recorded (without a pid) and cited."""
+    odd = runs_dir / "a,b"
+    odd.mkdir()
+    os.chmod(odd, 0o755)
+    run = monitored(odd, "echo x > made.txt")
+    assert rows(run, "SELECT value FROM sensor_health WHERE counter = 'fanotify_unavailable'") == [(1,)]
+    assert rows(run, "SELECT count(*) FROM harness_events WHERE kind = 'file_sensor_fallback'") == [(1,)]
+    got = rows(run, "SELECT DISTINCT pid, in_run, attribution FROM file_events WHERE path LIKE '%/made.txt'")
+    assert got == [(None, None, None)], got
+    assert not (run / "agent" / "overlay").exists()
