@@ -80,11 +80,21 @@ def overlay_dirs(run_dir: Path, label: str) -> tuple[Path, Path]:
     return base / "lower", base / "work"
 
 
+def clear_overlay_xattrs(path: str) -> None:
+    """Drop what an overlay wrote on its upper folder (trusted.overlay.*: the origin of its
+    root): left there, a copied folder is refused by the next overlay (ESTALE), and a run's
+    record keeps nothing of the mechanism."""
+    for name in os.listxattr(path, follow_symlinks=False):
+        if name.startswith("trusted.overlay."):
+            os.removexattr(path, name, follow_symlinks=False)
+
+
 def mount_own_superblock(run_dir: Path, label: str, path: str) -> None:
     """Overlay ``path`` onto itself: empty lower, ``path`` as the upper layer. index and
     nfs_export make its file handles decodable, which fanotify's FID mode needs."""
     if any(c in path for c in OVERLAY_UNSAFE):
         raise OSError(errno.EINVAL, f"{path}: a run folder for the fanotify sensor cannot contain , : or \\")
+    clear_overlay_xattrs(path)
     lower, work = overlay_dirs(run_dir, label)
     lower.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
@@ -300,15 +310,17 @@ class FanWatcher:
                     self.dirs.forget()
                     if INFO_FID in names and INFO_NEW_DFID_NAME in names:
                         self.dirs.learn(names[INFO_FID], self._path(names[INFO_NEW_DFID_NAME])[1])
-            if INFO_DFID_NAME in names:
-                label, path = self._path(names[INFO_DFID_NAME])
+            # A change names the entry's folder and name; a folder's own deletion only the folder.
+            # A file's self events without a name (its nlink change, its delete_self) come after
+            # its last link went, which its folder's delete event already recorded.
+            where = names.get(INFO_DFID_NAME) or (names.get(INFO_FID) if is_dir else None)
+            if where is not None and (mask & ~(FAN_RENAME | FAN_ONDIR)):
+                label, path = self._path(where)
                 for bit, ev in NAMES:
                     if mask & bit:
                         self._write(label, path, ev, 0, common)
-                if is_dir and mask & FAN_DELETE:
-                    self.dirs.forget()
-                elif is_dir and mask & FAN_CREATE and INFO_FID in names:
-                    self.dirs.learn(names[INFO_FID], path)
+                if is_dir and mask & FAN_CREATE and INFO_FID in names:  # a deleted folder's handle
+                    self.dirs.learn(names[INFO_FID], path)  # is never reused: no need to forget it
 
     def _path(self, dfid: tuple[bytes, bytes, str]) -> tuple[str, str]:
         fsid, handle, name = dfid

@@ -22,7 +22,7 @@ from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import Journal, journal_path
 from onegc.evidence.layout import HOME, PRIVATE_SCRATCH, RunLayout
 from onegc.evidence.seal import seal
-from onegc.harness import snapshot, view
+from onegc.harness import fanwatch, snapshot, view
 from onegc.harness.cgroup import RunCgroup
 
 AGENT_UID_BASE = int(os.environ.get("ONEGC_AGENT_UID", "61000"))
@@ -487,7 +487,10 @@ class Monitor:
         sampler.join()
         samples.close()
         self._stop_sensors()
-        shutil.rmtree(spec.layout.agent_dir / "overlay", ignore_errors=True)  # fanwatch's empty layers
+        if self.sensors.get("file_sensor") == "fanotify":  # the overlays died with the tree and the sensor
+            shutil.rmtree(spec.layout.agent_dir / "overlay", ignore_errors=True)
+            for root in (spec.workspace, spec.scratch):
+                fanwatch.clear_overlay_xattrs(str(root))
         snapshot.record(snaps, "after", scopes)
         snaps.close()
         post = BeforeSeal(spec, start_mono, deadline)
