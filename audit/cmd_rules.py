@@ -26,7 +26,7 @@ EXTRA_TABLES = {
 
 
 # The engine's views (rules/views.sql) and the tables they read.
-VIEWS = {"started": "execs", "run_meta": "run"}
+VIEWS = {"started": "execs", "run_meta": "run", "run_file_events": "file_events"}
 
 
 def _rule(rule_id: str):
