@@ -9,7 +9,9 @@ mounted in this sensor's private mount namespace; the launcher joins a copy of i
 (``mntns_pid``), so only the run's view reaches them: a host process writing in the run folder
 writes below the overlay and is not a run's act. A filesystem mark (FAN_MARK_FILESYSTEM)
 with FAN_UNLIMITED_QUEUE sees every change on those superblocks, from any mount namespace,
-with nothing lost; each event names its pid, and a pidfd (FAN_REPORT_PIDFD) tells the
+with nothing lost; each event names its folder and entry (FAN_REPORT_DFID_NAME; a new
+folder's own handle too, so its path is known even if it is gone before its events are read)
+and its pid, and a pidfd (FAN_REPORT_PIDFD) tells the
 process's cgroup even after it exited (PIDFD_GET_INFO), so membership of the run is checked
 per event: ``in_run`` true (the run's cgroup), false (another process: kept, never cited),
 or null with ``attribution = 'none'`` when the process was reaped before the event was read
@@ -119,6 +121,7 @@ class Attributor:
     def __init__(self, cgroup_dir: str) -> None:
         self.cgroup_dir = cgroup_dir
         self.ids: set[int] = set()
+        self.other_ids: set[int] = set()
         self._rescan()
         root = Path(cgroup_dir)
         for parent in root.parents:
@@ -136,8 +139,10 @@ class Attributor:
                 pass
 
     def by_cgroup_id(self, cgid: int) -> bool:
-        if cgid not in self.ids:
+        if cgid not in self.ids and cgid not in self.other_ids:
             self._rescan()  # a cgroup made below the run's since the last look
+            if cgid not in self.ids:
+                self.other_ids.add(cgid)  # cgroup ids are never reused: one look per foreign cgroup
         return cgid in self.ids
 
     def run_pids(self) -> set[int]:
