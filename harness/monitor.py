@@ -625,7 +625,7 @@ class Monitor:
                 fs.kill()
         for name, lossy_counters in (
             ("exec_net", {"read_errors"}),
-            ("fswatch", {"overflows", "watch_errors"}),
+            ("fswatch", {"overflows"} | ({"watch_errors"} if self.sensors.get("file_sensor") == "inotify" else set())),
         ):
             counts = None
             for line in self.procs[name].stdout.read().splitlines():
