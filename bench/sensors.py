@@ -1,6 +1,7 @@
 """Sensor overhead: the same workloads unmonitored and monitored, interleaved, in one run.
 
-    python bench/sensors.py [--reps 3] [--disk] [--sensor fanotify|inotify]   (as root; on a tmpfs unless --disk)
+    python bench/sensors.py [--reps 3] [--disk] [--sensor fanotify|inotify] [--only WORKLOAD]
+                                                         (as root; on a tmpfs unless --disk)
 
 Each workload times itself (the harness's set-up is not part of the ratio) and the script
 prints median ratios monitored/unmonitored plus the evidence counts and losses. Targets
@@ -85,6 +86,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--disk", action="store_true", help="measure on the disk instead of a tmpfs")
     ap.add_argument("--sensor", default="fanotify", choices=["fanotify", "inotify"], help="the file sensor")
+    ap.add_argument("--only", action="append", choices=list(WORKLOADS), help="run only these workloads")
     args = ap.parse_args()
     os.environ["ONEGC_FILE_SENSOR"] = args.sensor
     shutil.rmtree(BASE, ignore_errors=True)
@@ -93,6 +95,8 @@ def main() -> None:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(BASE)], check=True)
     results = {}
     for name, argv in WORKLOADS.items():
+        if args.only and name not in args.only:
+            continue
         base, mon, counts = [], [], {}
         for rep in range(1, args.reps + 1):  # interleaved, so drift hits both alike
             base.append(plain(argv))
