@@ -227,3 +227,28 @@ def test_where_fanotify_cannot_start_inotify_takes_its_place(runs_dir):
     got = rows(run, "SELECT DISTINCT pid, in_run, attribution FROM file_events WHERE path LIKE '%/made.txt'")
     assert got == [(None, None, None)], got
     assert not (run / "agent" / "overlay").exists()
+
+
+def test_a_write_read_after_its_process_was_reaped_is_the_runs_if_the_run_held_that_pid(runs_dir):
+    """The reader stopped while a process of the run writes and is reaped: the event has no
+    pidfd any more and no /proc entry, but the run's cgroup held that pid while the reader was
+    still looking, so the write is the run's (attribution 'seen'), not unattributed."""
+    run_dir = create_run_dir(runs_dir, "tester", "t0", 1)
+    script = (
+        "touch started; python3 -c \"import time; time.sleep(2); open('late.txt', 'w').write('x')\"; "
+        "touch done; sleep 1"
+    )
+    spec = RunSpec(run_dir, ["bash", "-c", script], "tester", "t0", 1, budget_s=60, grace_s=1)
+    worker = _start(spec)
+    _wait_for(run_dir / "workspace" / "started")
+    time.sleep(1)  # the reader looks at the run's cgroup at least every 200 ms while idle
+    reader = _sensor("onegc.harness.fanwatch", run_dir)
+    reader.send_signal(signal.SIGSTOP)
+    try:
+        _wait_for(run_dir / "workspace" / "done")  # the writer has ended and bash has reaped it
+    finally:
+        reader.send_signal(signal.SIGCONT)
+    worker.join(timeout=60)
+    writer = rows(run_dir, "SELECT pid FROM execs WHERE path LIKE '%python3%' AND NOT probe")[0][0]
+    got = rows(run_dir, "SELECT DISTINCT pid, in_run, attribution FROM file_events WHERE path LIKE '%/late.txt'")
+    assert got == [(writer, True, "seen")], got
