@@ -386,6 +386,8 @@ class Monitor:
             scopes["heldout"] = spec.heldout
         snapshot.record(snaps, "before", scopes)
 
+        env = agent_env(spec)
+        login_profile(spec, env)  # host-side writes in the run's folders end here: the overlays come next
         mntns_pid = self._start_file_sensor()
         ctl_r, ctl_w = os.pipe()
         ack_r, ack_w = os.pipe()
@@ -402,8 +404,6 @@ class Monitor:
         os.close(ctl_r)
         os.close(ack_w)
 
-        env = agent_env(spec)
-        login_profile(spec, env)
         sandbox = self._view()
         try:
             view.check(sandbox)
