@@ -416,12 +416,8 @@ def _rescored(run_dir: Path, score: dict | None, direction: str | None) -> tuple
         return score, None
     source = str(path.relative_to(run_dir))
     if result.get("outcome") == "scored" and result.get("value") is not None:
-        return {
-            "official": result["value"],
-            "checkpoint": result.get("checkpoint"),
-            "direction": direction or "higher (task direction unknown)",
-            "source": source,
-        }, None
+        return {"official": result["value"], "checkpoint": result.get("checkpoint"),
+                "direction": direction or "higher (task direction unknown)", "source": source}, None
     return None, f"rescored without a score ({source}): {result.get('no_score_reason')}"
 
 
@@ -508,8 +504,7 @@ def _partial_record(rules: list[dict], absent: set[str]) -> list[str]:
     unchecked = [r["id"] for r in rules if r["outcome"] == "not_applicable"]
     out = [
         "record lacks " + ", ".join(sorted(absent)),
-        "judged from what the record holds: "
-        + (", ".join(judged) or "none")
+        "judged from what the record holds: " + (", ".join(judged) or "none")
         + (f" (partly: {', '.join(partly)})" if partly else ""),
         "could not be checked: " + (", ".join(unchecked) or "none"),
     ]
