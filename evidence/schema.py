@@ -236,7 +236,8 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "kind",
                 "VARCHAR",
-                "init, result, api_retry, error, usage, turn, stream_event, unknown, malformed, parse_summary, ...",
+                "init, result, api_retry, error, usage, turn, stream_event, unknown, malformed, "
+                "parse_summary, ...",
             ),
             Column("detail", "JSON", "Kind-specific fields (for parse_summary: the counts)."),
             Column("raw", "VARCHAR", "The line verbatim (capped at 64 KiB) for unknown and malformed lines."),
@@ -259,7 +260,9 @@ TABLES: tuple[Table, ...] = (
                 "tool_call (the call's command, or a descendant of it), runtime (the agent CLI's "
                 "main process), or unattributed.",
             ),
-            Column("how", "VARCHAR", "command (argv carries the call's command), descendant, probe, or NULL."),
+            Column(
+                "how", "VARCHAR", "command (argv carries the call's command), descendant, probe, or NULL."
+            ),
             *_tail(),
         ),
     ),
@@ -317,7 +320,8 @@ TABLES += (
             Column(
                 "failure",
                 "VARCHAR",
-                "Classified failure of the evaluation (orig_mod_prefix, timeout, missing_script, ...), or NULL.",
+                "Classified failure of the evaluation (orig_mod_prefix, timeout, missing_script, "
+                "...), or NULL.",
             ),
             Column("detail", "VARCHAR", "Failure detail or a note on the row."),
             Column("eval_seconds", "DOUBLE", "Wall seconds the evaluation of this candidate took."),

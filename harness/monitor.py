@@ -30,16 +30,8 @@ AGENT_UID_BASE = int(os.environ.get("ONEGC_AGENT_UID", "61000"))
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Passed through to the agent: the GPU it may use, and the host's numeric-library settings
 # (some CPUs need OPENBLAS_CORETYPE for correct results).
-PASS_ENV = (
-    "CUDA_VISIBLE_DEVICES",
-    "NVIDIA_VISIBLE_DEVICES",
-    "LANG",
-    "TERM",
-    "OPENBLAS_CORETYPE",
-    "OPENBLAS_L2_SIZE",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-)
+PASS_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LANG", "TERM", "OPENBLAS_CORETYPE",
+            "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class HarnessError(OnegcError):
@@ -156,10 +148,7 @@ def gpu_memory(pids: set[int]) -> int | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
+            capture_output=True, text=True, timeout=5, check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -500,7 +489,9 @@ class Monitor:
             j.close()
         self.reasons += post.reasons
         complete = not self.reasons
-        self.harness.write(kind="end", detail=({"reason": end_reason, "complete": complete, "reasons": self.reasons}))
+        self.harness.write(
+            kind="end", detail=({"reason": end_reason, "complete": complete, "reasons": self.reasons})
+        )
         self.harness.close()
         self.health.close()
         if self.cgroup:
