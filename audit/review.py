@@ -90,8 +90,10 @@ def _timeline(con: duckdb.DuckDBPyConnection, tables: set[str]) -> list[dict]:
         f"SELECT 'net_attempts', seq, t, 'network ' || syscall, pid, {call_of_pid.format(pid='n.pid')}, "
         "format('`{}` tried to reach {} port {} ({} over {})', coalesce(array_to_string(argv, ' '), exe), "
         "address, port, syscall, family), to_json(n)::VARCHAR FROM net_attempts n",
-        "SELECT 'file_events', seq, t, 'file ' || event, NULL, NULL, "
-        f"format('{{}} {{}} ({{}})', path, coalesce({verbs}[event], event), root), to_json(f)::VARCHAR "
+        "SELECT 'file_events', seq, t, 'file ' || event, pid, NULL, "
+        f"format('{{}} {{}} ({{}})', path, coalesce({verbs}[event], event), root) || CASE WHEN NOT in_run "
+        "THEN ' (foreign: not cited)' WHEN attribution = 'none' THEN ' (unattributed)' ELSE '' END, "
+        "to_json(f)::VARCHAR "
         "FROM file_events f WHERE event IN ('create', 'moved_to', 'delete', 'attrib', 'open', 'rescan_found') "
         "OR (event = 'close_write' AND root <> 'scratch')",
     ]

@@ -197,8 +197,9 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "file_events",
-        "inotify events under the watched roots (workspace, scratch, site-packages, task "
-        "originals, held-out data, world-writable places). No pid: inotify does not carry one.",
+        "Changes under the run's writable places (workspace, scratch). From fanotify on the run's "
+        "own superblocks: each event with its pid and whether that process belongs to the run; "
+        "from inotify (the fallback): no pid.",
         (
             *_chain(),
             Column("root", "VARCHAR", "Label of the watched root (workspace, scratch, originals, ...)."),
@@ -212,6 +213,20 @@ TABLES: tuple[Table, ...] = (
             ),
             Column("is_dir", "BOOLEAN", "The object is a directory."),
             Column("cookie", "BIGINT", "Pairs moved_from with moved_to; 0 otherwise."),
+            Column("pid", "BIGINT", "Process that made the change (host view); null from inotify."),
+            Column(
+                "in_run",
+                "BOOLEAN",
+                "The process was in the run's cgroup (true) or not (false: a foreign act, never cited); "
+                "null when it could not be told (attribution none) or the sensor names no process.",
+            ),
+            Column(
+                "attribution",
+                "VARCHAR",
+                "How in_run was decided: pidfd (the process's cgroup id, alive or exited), proc "
+                "(/proc/PID/cgroup), seen (reaped before the event was read; the run's cgroup held "
+                "that pid earlier), none (reaped, never seen: in_run null); null from inotify.",
+            ),
             *_tail(),
         ),
     ),

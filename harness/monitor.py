@@ -23,7 +23,7 @@ from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import Journal, journal_path
 from onegc.evidence.layout import HOME, PRIVATE_SCRATCH, RunLayout
 from onegc.evidence.seal import seal
-from onegc.harness import snapshot, view
+from onegc.harness import fanwatch, snapshot, view
 from onegc.harness.cgroup import RunCgroup
 from onegc.harness.freeze import freeze, thaw
 
@@ -77,6 +77,8 @@ class RunSpec:
     view_ro: list[str] = field(default_factory=list)
     """Host paths the agent needs read-only beyond the runtime (harness/view.py) and its program."""
     sample_interval_s: float = 1.0
+    file_sensor: str = field(default_factory=lambda: os.environ.get("ONEGC_FILE_SENSOR", "fanotify"))
+    """fanotify (harness/fanwatch.py; inotify where it cannot start) or inotify (harness/fswatch.py)."""
     before_seal: list[Callable[[BeforeSeal], None]] = field(default_factory=list)
     runtime_cli: bool = False
     """The agent's main process is an agent CLI (its own traffic goes through the proxy), so
@@ -238,6 +240,34 @@ class Monitor:
         spec = self.spec
         return [["workspace", str(spec.workspace), True], ["scratch", str(spec.scratch), True]]
 
+    def _start_file_sensor(self) -> int | None:
+        """fanotify on the run's own superblocks (harness/fanwatch.py: a pid per event, nothing
+        lost) where the kernel and a cgroup allow; inotify otherwise. Returns the pid whose mount
+        namespace the launcher must join, or None."""
+        spec, roots = self.spec, self._watch_roots()
+        if self.cgroup is not None and spec.file_sensor != "inotify":
+            proc = self._spawn_sensor(
+                "fswatch",
+                "onegc.harness.fanwatch",
+                str(spec.run_dir),
+                str(os.getpid()),
+                str(self.cgroup.path),
+                json.dumps([[label, path] for label, path, _rec in roots]),
+            )
+            line = proc.stdout.readline()
+            msg = json.loads(line) if line else {}
+            if msg.get("ready") is True:
+                self.sensors["fswatch"] = True
+                self.sensors["file_sensor"] = "fanotify"
+                return int(msg["pid"])
+            proc.wait()
+            self.health.write(sensor="fswatch", counter="fanotify_unavailable", value=1, lossy=False)
+            self.harness.write(kind="file_sensor_fallback", detail={"error": msg.get("error", "no answer")})
+        self._spawn_sensor("fswatch", "onegc.harness.fswatch", str(spec.run_dir), str(os.getpid()), json.dumps(roots))
+        self._ready("fswatch")
+        self.sensors["file_sensor"] = "inotify"
+        return None
+
     def _spawn_sensor(self, name: str, module: str, *args: str, pass_fds: tuple = ()) -> dict:
         proc = subprocess.Popen(
             [sys.executable, "-m", module, *args],
@@ -348,14 +378,9 @@ class Monitor:
             scopes["heldout"] = spec.heldout
         snapshot.record(snaps, "before", scopes)
 
-        self._spawn_sensor(
-            "fswatch",
-            "onegc.harness.fswatch",
-            str(spec.run_dir),
-            str(os.getpid()),
-            json.dumps(self._watch_roots()),
-        )
-        self._ready("fswatch")
+        env = agent_env(spec)
+        login_profile(spec, env)  # host-side writes in the run's folders end here: the overlays come next
+        mntns_pid = self._start_file_sensor()
         ctl_r, ctl_w = os.pipe()
         ack_r, ack_w = os.pipe()
         status_r, status_w = os.pipe()
@@ -371,8 +396,6 @@ class Monitor:
         os.close(ctl_r)
         os.close(ack_w)
 
-        env = agent_env(spec)
-        login_profile(spec, env)
         sandbox = self._view()
         try:
             view.check(sandbox)
@@ -386,6 +409,7 @@ class Monitor:
             "uid": spec.agent_uid,
             "gid": spec.agent_uid,
             "cgroup_procs": str(self.cgroup.procs_file) if self.cgroup else None,
+            "mntns_pid": mntns_pid,
             "view": asdict(sandbox),
             "ctl_fd": ctl_w,
             "ack_fd": ack_r,
@@ -456,6 +480,10 @@ class Monitor:
         sampler.join()
         samples.close()
         self._stop_sensors()
+        if self.sensors.get("file_sensor") == "fanotify":  # the overlays died with the tree and the sensor
+            shutil.rmtree(spec.layout.agent_dir / "overlay", ignore_errors=True)
+            for root in (spec.workspace, spec.scratch):
+                fanwatch.clear_overlay_xattrs(str(root))
         snapshot.record(snaps, "after", scopes)
         snaps.close()
         post = BeforeSeal(spec, start_mono, deadline)
@@ -606,7 +634,7 @@ class Monitor:
                 fs.kill()
         for name, lossy_counters in (
             ("exec_net", {"read_errors"}),
-            ("fswatch", {"overflows", "watch_errors"}),
+            ("fswatch", {"overflows"} | ({"watch_errors"} if self.sensors.get("file_sensor") == "inotify" else set())),
         ):
             counts = None
             for line in self.procs[name].stdout.read().splitlines():

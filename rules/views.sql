@@ -139,3 +139,15 @@ SELECT m.budget_s,
 FROM run_meta m,
     (SELECT min(mono) AS end_mono FROM harness_events
      WHERE kind IN ('agent_exited', 'deadline', 'launcher_exited')) x;
+
+-- File events a process of the run made, the only ones a rule may cite. fanotify names the
+-- process of each event and its cgroup tells whether it is the run's (in_run); inotify, the
+-- fallback sensor, names none and watches only places no other process can write
+-- (attribution null). A foreign process's event (in_run false) is never cited, nor one whose
+-- process was gone before it could be told (attribution 'none'): unattributed_file_events
+-- lists those, and the sensor's health counts them.
+CREATE TEMP VIEW run_file_events AS
+SELECT * FROM file_events WHERE coalesce(in_run, attribution IS NULL);
+
+CREATE TEMP VIEW unattributed_file_events AS
+SELECT * FROM file_events WHERE in_run IS NULL AND attribution IS NOT NULL;

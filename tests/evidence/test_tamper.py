@@ -95,3 +95,42 @@ def test_truncated_database(sealed):
     path = sealed / "evidence.duckdb"
     path.write_bytes(path.read_bytes()[:1000])
     assert verify_run(sealed).status == "tampered"
+
+
+@pytest.mark.parametrize("piece", [32 << 20, 2048], ids=["whole", "in-pieces"])
+def test_the_fast_chain_check_agrees_with_the_record_by_record_one(sealed, tmp_path, monkeypatch, piece):
+    """check_chain reads the bytes as written (journal._fast_chain) and falls back to re-serialising
+    each record only when something disagrees: both must say the same of every journal, and a
+    record edited in place (its hash recomputed, the next record's prev not) is still caught."""
+    from onegc.evidence import journal
+    from onegc.evidence.journal import Journal, _fast_chain, check_chain
+
+    monkeypatch.setattr(journal, "CHUNK_BYTES", piece)  # small pieces: the joins between them are checked
+    monkeypatch.setattr(journal.os, "cpu_count", lambda: 8)
+
+    path = tmp_path / "harness_events.jsonl"
+    j = Journal(path, "harness_events")
+    for i in range(50):
+        j.write(kind="x", pid=i, argv=["é\u2028", 'q"uote'], detail={"seq": 99, "prev": "zz", "n": [i, None]})
+    j.close()
+    for p in [path, *sorted((sealed / "journal").glob("*.jsonl"))]:
+        fast = _fast_chain(p, p.stem)
+        assert fast is not None, p
+        full = check_chain(p, p.stem)
+        assert (fast.records, fast.head, fast.problems) == (full.records, full.head, []), p
+    lines = [line + "\n" for line in path.read_text().split("\n")[:-1]]  # not splitlines: \u2028 is in a record
+    removed = tmp_path / "removed.jsonl"  # a record gone (wherever the pieces' joins fall)
+    for k in range(1, 49):
+        removed.write_text("".join(lines[:k] + lines[k + 1 :]))
+        assert _fast_chain(removed, "harness_events") is None, k
+    rec = json.loads(lines[10])
+    rec["pid"] = 1234
+    from onegc.evidence.journal import canonical, record_hash
+
+    rec["h"] = record_hash(rec)
+    lines[10] = canonical(rec).decode()[:-1] + f',"h":"{rec["h"]}"}}\n'
+    path.write_text("".join(lines))
+    assert _fast_chain(path, "harness_events") is None
+    assert check_chain(path, "harness_events").problems == [
+        "harness_events.jsonl:12: chain broken (previous record changed or removed)"
+    ]

@@ -100,7 +100,14 @@ def test_dead_supervisor_makes_later_execs_fail_closed(runs_dir):
     )
     sup.kill()
     sup.wait(5)
-    (ws / "go").touch()
+    agent = next(
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if (p.info["cmdline"] or [""])[0] == "bash" and "while [ ! -e go ]" in " ".join(p.info["cmdline"])
+    )
+    # through the agent's own view: its workspace is an overlay there, which a write into the
+    # folder underneath would bypass (harness/fanwatch.py)
+    open(f"/proc/{agent.pid}/root{ws}/go", "w").close()
     assert harness.wait(timeout=60) == 0
     assert (ws / "rc").read_text().strip() == "126"  # bash: exec failed (ENOSYS)
     assert not rows(run_dir, "SELECT * FROM execs WHERE path = '/bin/true'")
