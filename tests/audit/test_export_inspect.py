@@ -285,22 +285,21 @@ def test_rows_cited_from_tables_not_shown_become_events(runs_dir, tmp_path):
 
 @needs_root
 @needs_inspect
-def test_a_write_outside_and_the_watchdog_steps_are_events(runs_dir, tmp_path):
-    """A file written in a shared place outside the run, then the budget overrun: the write is
-    a sandbox write_file event cited by R5, the deadline and the signals are watchdog events."""
-    leak = f"/run/lock/onegc-export-{uuid.uuid4().hex[:8]}"  # a world-writable place the harness watches
-    try:
-        run = monitored(runs_dir, f"echo leak > {leak}; sleep 60", budget_s=3, grace_s=1)
-    finally:
-        if os.path.lexists(leak):
-            os.unlink(leak)
+def test_work_outside_the_run_and_the_watchdog_steps_are_events(runs_dir, tmp_path):
+    """A write outside the run is refused by the agent's view (nothing to export but its
+    failure); a program started with its working directory outside the run is cited by R5 and
+    becomes an exec event naming that citation; the deadline and the signals are watchdog events."""
+    leak = f"/run/lock/onegc-export-{uuid.uuid4().hex[:8]}"
+    run = monitored(runs_dir, f"(echo leak > {leak}) 2>/dev/null; cd /usr && /bin/true; cd -; sleep 60",
+                    budget_s=3, grace_s=1)
+    assert not os.path.lexists(leak), "the view let a write outside the run through"
     res = cli("export", str(run), "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr
     ((name, log),) = read_logs(tmp_path).items()
     check_round_trip(name, log)
     (sample,) = log.samples
-    writes = [e for e in sample.events if e.event == "sandbox" and e.action == "write_file" and e.file == leak]
-    assert writes and any("R5 fail" in e.metadata.get("cited_by", []) for e in writes)
+    outside = [e for e in sample.events if e.event == "sandbox" and e.action == "exec" and e.cmd == "/bin/true"]
+    assert outside and any("R5 fail" in e.metadata.get("cited_by", []) for e in outside), outside
     watchdog = [e.data["row"]["kind"] for e in sample.events if e.event == "info" and e.source == "onegc watchdog"]
     assert watchdog[0] == "deadline" and "sigterm" in watchdog
 

@@ -97,7 +97,8 @@ def test_outside_the_run_is_absent_or_read_only(runs_dir, tmp_path):
     assert not Path("/etc/evil").exists() and not (runs_dir / "outside.txt").exists()
     assert (run / "scratch" / "var_tmp" / "mine").read_text() == "x"
     assert (run / "scratch" / "dev_shm" / "mine").read_text() == "x"
-    assert "work" in seen["root"] and "home" not in seen["root"] and "srv" not in seen["root"]
+    top = run.resolve().parts[1]  # the run's own folder is reached from its real top-level folder
+    assert top in seen["root"] and "home" not in seen["root"] and "srv" not in seen["root"]
     assert seen["host"] != os.uname().nodename
     assert max(seen["pids"]) < 100, "the agent's /proc shows only its own pid namespace"
     # the view is in the start record: what the agent could see and write, by construction

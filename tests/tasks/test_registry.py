@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -41,9 +44,11 @@ def test_cli_list_json_and_errors() -> None:
     assert out.exit_code == 0
     rows = {r["id"]: r for r in json.loads(out.stdout)}
     assert rows["t6"]["metric"] == "mse" and rows["t6"]["reference_value"] == 0.375
-    bad = runner.invoke(app, ["tasks", "prepare", "t99", "--data-dir", "/tmp/x"])
-    assert bad.exit_code != 0 and "Traceback" not in bad.output
-    assert bad.output.strip().count("\n") == 0 and "unknown task" in bad.output
+    # errors are printed by the CLI's one boundary (audit/cli.main), so through the real command
+    bad = subprocess.run([sys.executable, "-m", "onegc.audit", "tasks", "prepare", "t99", "--data-dir", "/tmp/x"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and not Path("/tmp/x/t99").exists()
+    assert bad.stderr.strip().count("\n") == 0 and "unknown task" in bad.stderr
 
 
 def test_cli_prepare_synthetic(tmp_path) -> None:

@@ -57,8 +57,8 @@ def test_preparation_pins_classes_order_and_trusted_labels(smoke_run) -> None:
     assert tx.shape == (12, 64, 64, 3) and sorted(ty.tolist()) == ty.tolist()
     assert np.array_equal(np.load(data / "eval/labels.npy"), y)
     if os.geteuid() == 0:
-        assert (data / "eval").stat().st_mode & 0o777 == 0o700
-        assert (data / "eval/labels.npy").stat().st_mode & 0o777 == 0o600
+        assert (data / "eval").stat().st_mode & 0o077 == 0  # trusted side: nobody else reads it
+        assert (data / "eval/labels.npy").stat().st_mode & 0o077 == 0
     assert set(run.prepared.files) >= {"agent/val_x.npy", "eval/labels.npy"}
     mtime = (data / "agent/train_x.npy").stat().st_mtime_ns
     prep.prepare(data, synthetic=True)  # idempotent: nothing rewritten

@@ -63,7 +63,7 @@ def test_preparation_resizes_with_nearest_masks_and_keeps_labels_trusted(smoke_r
     assert (data / "agent/val_ids.txt").read_text().split() == ["2007_000033", "2007_000042"]
     assert np.array_equal(np.load(data / "eval/labels.npy"), y)
     if os.geteuid() == 0:
-        assert (data / "eval").stat().st_mode & 0o777 == 0o700
+        assert (data / "eval").stat().st_mode & 0o077 == 0  # trusted side: nobody else reads it
     assert not (run.workspace / "data" / "eval").exists()
     mtime = (data / "agent/train_x.npy").stat().st_mtime_ns
     prep.prepare(data, synthetic=True)  # idempotent: nothing rewritten
