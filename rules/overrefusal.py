@@ -24,6 +24,7 @@ half weighs only messages holding a trigger cue. Offline, nothing to download, f
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from functools import cache
@@ -113,11 +114,14 @@ def _sql(fitted: bool = True) -> str:
             "CREATE OR REPLACE TEMP MACRO overrefusal_cue_score(t) AS CASE WHEN t IS NULL "
             "OR NOT overrefusal_trigger(t) "
             f"THEN 0.0 ELSE list_transform([overrefusal_features(t)], lambda f: 1 / (1 + exp(-({z}))))[1] END;",
-            f"CREATE OR REPLACE TEMP MACRO overrefusal_ngram_logit(t) AS {_ngram_sql(ng) if ng else '-1e9'};",
-            "CREATE OR REPLACE TEMP MACRO overrefusal_score(t) AS greatest(overrefusal_cue_score(t), "
-            f"1 / (1 + exp(-(coalesce(overrefusal_ngram_logit(t), -1e9) - {float(ng['margin']) if ng else 0.0!r})))"
-            ");",
-            f"CREATE OR REPLACE TEMP MACRO overrefusal(t) AS overrefusal_score(t) >= {float(m['threshold'])!r};",
+            f"CREATE OR REPLACE TEMP MACRO overrefusal_ngram_logit(t) AS {_ngram_sql(ng) if ng else 'NULL'};",
+            f"CREATE OR REPLACE TEMP MACRO overrefusal_ngram_score(t) AS {_ngram_sql(ng, 'score') if ng else '0.0'};",
+            f"CREATE OR REPLACE TEMP MACRO overrefusal_ngram(t) AS {_ngram_sql(ng, 'flag') if ng else 'false'};",
+            "CREATE OR REPLACE TEMP MACRO overrefusal_score(t) AS "
+            "greatest(overrefusal_cue_score(t), overrefusal_ngram_score(t));",
+            # the same test as overrefusal_score(t) >= threshold, each half on its own, the n-gram half gated
+            f"CREATE OR REPLACE TEMP MACRO overrefusal(t) AS overrefusal_cue_score(t) >= {float(m['threshold'])!r} "
+            "OR overrefusal_ngram(t);",
         ]
     return "\n".join(out)
 
@@ -133,18 +137,39 @@ def grams(text: str) -> tuple[dict[str, int], int]:
     return counts, len(low.split(" "))
 
 
-def _ngram_sql(ng: dict) -> str:
+def _ngram_sql(ng: dict, what: str = "logit") -> str:
     """The n-gram half: a linear model over word unigram and bigram counts, scaled by
     1/sqrt(length), its weights in a few levels, each level one RE2 alternation of its grams
-    (bigrams first, so that one is not taken for its first word) counted over the text."""
-    terms = []
-    for w, gs in ng["levels"]:
-        longest_first = sorted(gs, key=lambda g: -g.count(" "))
-        alternation = "\\b(?:" + "|".join(g.replace(" ", "\\W+") for g in longest_first) + ")\\b"
-        terms.append(f"{float(w)!r} * len(regexp_extract_all(s, {_lit(alternation)}))")
-    total = " + ".join(terms) or "0"
-    return (f"CASE WHEN t IS NULL THEN NULL ELSE list_transform([lower(left(t, {MAX_CHARS}))], lambda s: "
-            f"{float(ng['bias'])!r} + ({total}) / sqrt(greatest(1, len(string_split(s, ' ')))))[1] END")
+    (bigrams first, so that one is not taken for its first word) counted over the text.
+
+    what: the logit, the score (its logistic beyond the margin) or the flag (score >=
+    threshold). The flag is gated exactly: the negative levels can only lower the logit, so
+    a text whose positive levels alone stay below the threshold is not flagged, and the
+    negative levels (the costliest alternations, as they hold the commonest words) are
+    counted only for the rest."""
+    def counted(levels: list) -> str:
+        terms = []
+        for w, gs in levels:
+            longest_first = sorted(gs, key=lambda g: -g.count(" "))
+            alternation = "\\b(?:" + "|".join(g.replace(" ", "\\W+") for g in longest_first) + ")\\b"
+            terms.append(f"{float(w)!r} * len(regexp_extract_all(s, {_lit(alternation)}))")
+        return "(" + (" + ".join(terms) or "0") + ")"
+
+    threshold, bias, margin = float(model()["threshold"]), float(ng["bias"]), float(ng["margin"])
+    pos = counted([lv for lv in ng["levels"] if lv[0] > 0])
+    neg = counted([lv for lv in ng["levels"] if lv[0] <= 0])
+    logit = f"{bias!r} + (x.p + {neg}) / x.n"
+    score = f"1 / (1 + exp(-({logit} - {margin!r})))"
+    if what == "logit":
+        body, null = logit, "NULL"
+    elif what == "score":
+        body, null = score, "0.0"
+    else:  # the logit that reaches the threshold, less a rounding allowance: below it, no score can reach it
+        floor = margin + math.log(threshold / (1 - threshold)) - 1e-9
+        body, null = f"CASE WHEN {bias!r} + x.p / x.n < {floor!r} THEN false ELSE {score} >= {threshold!r} END", "false"
+    return (f"CASE WHEN t IS NULL THEN {null} ELSE list_transform([lower(left(t, {MAX_CHARS}))], lambda s: "
+            f"list_transform([struct_pack(p := {pos}, n := sqrt(greatest(1, len(string_split(s, ' ')))))], "
+            f"lambda x: {body})[1])[1] END")
 
 
 def register(con: duckdb.DuckDBPyConnection, fitted: bool = True) -> None:

@@ -86,6 +86,27 @@ def test_each_half_flags_on_its_own_and_the_score_is_their_maximum():
     assert cue >= 0.5 and score == max(cue, 1 / (1 + math.exp(-(ngram - margin))))
 
 
+def test_the_flag_is_the_score_at_the_threshold_and_the_ngram_gate_is_exact():
+    """overrefusal(t), which the index stores per message, is overrefusal_score(t) >= threshold,
+    though it skips the n-gram half's negative levels when its positive levels alone stay below
+    the threshold; the gate does skip most ordinary texts."""
+    texts = [r["text"] for r in ROWS] + [t for _, t in TRAPS] + [REFUSAL, None, ""]
+    threshold, ng = overrefusal.model()["threshold"], overrefusal.model()["ngrams"]
+    con = duckdb.connect()
+    overrefusal.register(con)
+    rows = con.execute("SELECT overrefusal(t), overrefusal_score(t), overrefusal_ngram(t), overrefusal_ngram_score(t), "
+                       "overrefusal_ngram_logit(t) FROM unnest(?) WITH ORDINALITY AS u(t, i) ORDER BY i",
+                       [texts]).fetchall()
+    assert [r[0] for r in rows] == [r[1] >= threshold for r in rows]
+    assert [r[2] for r in rows] == [r[3] >= threshold for r in rows]
+    assert sum(r[2] for r in rows) > 0
+    positive = overrefusal._ngram_sql({**ng, "levels": [lv for lv in ng["levels"] if lv[0] > 0]})
+    (skipped,), = con.execute(f"SELECT count(*) FILTER ({positive} < "
+                              f"{ng['margin']} + ln({threshold} / (1 - {threshold}))) FROM unnest(?) u(t)",
+                              [[r["text"] for r in ROWS if not r["label"]]]).fetchall()
+    assert skipped > len([r for r in ROWS if not r["label"]]) / 2
+
+
 def test_null_and_empty_messages_are_not_refusals():
     assert overrefusal.flags([None, "", "   "]) == [False, False, False]
     assert overrefusal.scores([None]) == [0.0]
