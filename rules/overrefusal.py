@@ -15,10 +15,12 @@ Both are fitted on tests/data/overrefusal_labelled.jsonl by `bench/overrefusal.p
 (weights in overrefusal_model.json).
 
 One definition, in SQL: `register(con)` creates the DuckDB macros `overrefusal(text)` ->
-BOOLEAN and `overrefusal_score(text)` -> DOUBLE that W1 and the `overrefusal` query call and
-that the Python helpers below run too. RE2 does the work, vectorised on every core; the cue
-half weighs only messages holding a trigger cue. Offline, nothing to download, fast
-(bench/overrefusal.py prints messages/s).
+BOOLEAN and `overrefusal_score(text)` -> DOUBLE that W1 calls on its run, that the index
+refresh stores once per message as `messages.overrefusal` (audit/index.py DERIVED) for the
+`overrefusal` query to read, and that the Python helpers below run too. RE2 does the work,
+vectorised on every core; the cue half weighs only messages holding a trigger cue, the
+n-gram half counts its negative weights only where the positive ones could reach the
+threshold. Offline, nothing to download, fast (bench/overrefusal.py prints messages/s).
 """
 
 from __future__ import annotations
