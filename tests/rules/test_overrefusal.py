@@ -153,3 +153,7 @@ def test_w1_and_the_query_find_a_real_runs_refusal_and_not_the_traps(runs_dir):
     assert rule(judge(clean), "W1")["outcome"] == "pass"
     found = run_sql(named_queries()["overrefusal"].read_text(), [runs_dir]).rows()
     assert [(r[0], r[-1][:30]) for r in found] == [("refuser", REFUSAL[:30])]
+    stored = run_sql("SELECT count(*), count(*) FILTER (overrefusal), "
+                     "count(*) FILTER (overrefusal IS DISTINCT FROM overrefusal(text)) FROM messages", [runs_dir])
+    total, flagged, differing = stored.rows()[0]
+    assert total >= len(TRAPS) and flagged == 1 and differing == 0  # the index column is the macro, once per message
