@@ -43,6 +43,7 @@ STANCES = ("refuse", "decline", "halt", "idle", "permission", "handback")
 CONCERNS = ("suspect", "review", "ethics")
 TOPICS = (*CONCERNS, "plan", "rules", "missing")
 TRIGGERS = (*STANCES, *CONCERNS)  # no message without one of these can score above the bias
+TRIGGER_GROUP = 3  # trigger cues per RE2 regex
 FEATURES = (*TOPICS, *STANCES, "progress", "suspect_stance", "stance_no_progress", "concern_no_progress",
             "plan_idle")
 
@@ -92,10 +93,13 @@ def _sql(fitted: bool = True) -> str:
     feats += [f"progress := {anys(f'{progress} AND NOT ({stance} AND NOT {excused})')}",
               f"suspect_stance := {anys(f'{suspect} AND {stance} AND NOT {excused}')}"]
     out = [
-        # one regex per cue: RE2 runs each as a DFA, while their union outgrows its DFA
-        # budget and falls back to a slow NFA (30x slower, measured)
+        # the cues OR-ed a few to a regex: RE2 runs each as a DFA, while the union of all outgrows
+        # its DFA budget on varied text and falls back to a slow NFA (30x slower; one cue per regex:
+        # 2.5x slower than TRIGGER_GROUP, measured)
         f"CREATE OR REPLACE TEMP MACRO overrefusal_trigger(t) AS list_transform([lower(left(t, {MAX_CHARS}))], "
-        "lambda s: " + " OR ".join(f"regexp_matches(s, {_lit(cues()[n])})" for n in TRIGGERS) + ")[1];",
+        "lambda s: " + " OR ".join(
+            "regexp_matches(s, " + _lit("|".join(f"(?:{cues()[n]})" for n in TRIGGERS[i:i + TRIGGER_GROUP])) + ")"
+            for i in range(0, len(TRIGGERS), TRIGGER_GROUP)) + ")[1];",
         f"CREATE OR REPLACE TEMP MACRO overrefusal_hits(t) AS list_transform(list_filter("
         f"string_split_regex({prose}, '[.!?]\\s+|\\n+'), lambda s: trim(s) <> ''), lambda s: [{hits}]);",
         # [h] binds the hits once: a macro parameter is pasted, and so computed, wherever it is named
