@@ -21,6 +21,7 @@ import duckdb
 import polars as pl
 
 from onegc.audit import official
+from onegc.evidence.attest import Verifier
 from onegc.evidence.errors import MissingExtra, OnegcError
 from onegc.evidence.integrity import BadRunDir
 from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR
@@ -42,7 +43,9 @@ class TaskMeta:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Standing:
+    """A run's place in the table: the verdict's status, its score, the rule that excluded it."""
+
     status: str
     score: float | None
     rule: str | None = None
@@ -50,15 +53,16 @@ class Verdict:
 
 
 # -- the one place that knows where verdicts come from ----------------------------------------
-def run_verdict(run_dir: Path) -> Verdict:
-    """The run's verdict from the rules engine (integrity, Rules 1-9, the official score)."""
+def run_verdict(run_dir: Path, verifier: Verifier | None = None) -> Standing:
+    """The run's verdict from the rules engine (integrity, Rules 1-9, the official score);
+    with a `verifier`, a run whose signatures do not verify is `tampered`."""
     from onegc.audit.cmd_verify import task_direction
 
-    v = judge(run_dir, direction_for=task_direction)  # the verdict dict (onegc-verdict-1)
-    score = v["score"]["official"] if v["score"] else None
-    rule = ", ".join(v["disqualified_by"]) or (v["reasons"][0] if v["reasons"] else None)
+    v = judge(run_dir, direction_for=task_direction, verifier=verifier)  # a Verdict (onegc-verdict-1)
+    score = v.score.official if v.score else None
+    rule = ", ".join(v.disqualified_by) or (v.reasons[0] if v.reasons else None)
     data = official.run_data(run_dir)
-    return Verdict(v["status"], None if score is None else float(score), rule, data["kind"] if data else "unknown")
+    return Standing(v.status, score, rule, data["kind"] if data else "unknown")
 
 
 def run_status(run_dir: Path) -> tuple[str, float | None]:
@@ -123,17 +127,17 @@ def find_run_dirs(root: Path) -> list[Path]:
     return sorted(set(found))
 
 
-def collect_runs(root: Path) -> pl.DataFrame:
+def collect_runs(root: Path, verifier: Verifier | None = None) -> pl.DataFrame:
     """One row per run found under ``root`` with its verdict and facts."""
-    return collect_runs_at(find_run_dirs(root))
+    return collect_runs_at(find_run_dirs(root), verifier)
 
 
-def collect_runs_at(run_dirs: list[Path]) -> pl.DataFrame:
+def collect_runs_at(run_dirs: list[Path], verifier: Verifier | None = None) -> pl.DataFrame:
     """One row per given run directory with its verdict and facts."""
     rows = []
     for run_dir in run_dirs:
         facts = run_facts(run_dir)
-        v = run_verdict(run_dir)
+        v = run_verdict(run_dir, verifier)
         rows.append({**facts, "status": v.status, "score": v.score, "rule": v.rule, "data": v.data})
     return normalise(pl.DataFrame(rows, schema=RESULT_SCHEMA) if rows else empty_results())
 

@@ -30,7 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agents": ("cmd_agents:app", "The agent dispatch table: CLIs, models, endpoints' environment variables."),
     "review": ("cmd_review:review", "A run's verdict with its evidence, for a human reviewer (Markdown or HTML)."),
     "rules": ("cmd_rules:app", "The rules verdicts are judged by."),
-    "export": ("cmd_export:export", "Export runs for other tools: Inspect evaluation logs, or a verifiable bundle."),
+    "keys": ("cmd_keys:app", "The signing key: make one, show its public half."),
+    "export": ("cmd_export:export", "Runs as Inspect logs, or one bundle file another machine can verify."),
+    "schema": ("cmd_schema:schema", "The JSON Schema of a verdict or of an official result."),
 }
 
 

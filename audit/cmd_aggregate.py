@@ -8,6 +8,7 @@ import polars as pl
 import typer
 
 from onegc.audit import aggregate as agg
+from onegc.evidence.attest import load_verifier
 from onegc.evidence.errors import OnegcError
 
 
@@ -21,6 +22,8 @@ def aggregate(
     thin: Annotated[int, typer.Option(help="Cells with fewer scored runs are marked thin.")] = agg.THIN_BELOW,
     output: Annotated[Path | None, typer.Option("--out", "-o", help="Write here, not stdout.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The leaderboard as JSON (same as --format json).")] = False,
+    key: Annotated[Path | None, typer.Option("--key", help="Public key (PEM): admit only runs whose "
+                                             "signatures verify; the others are listed apart as tampered.")] = None,
 ) -> None:
     """Leaderboard over every agent x task found: mean ± std, success n/N, Agg, best run,
     scripts launched, budget used; disqualified/incomplete/tampered runs listed apart."""
@@ -29,11 +32,13 @@ def aggregate(
         raise typer.BadParameter(f"--format must be md, csv, json or latex, not {fmt!r}")
     if runs is None and results is None:
         raise typer.BadParameter("give a runs directory, --results FILE, or both")
+    if key is not None and results is not None:
+        raise OnegcError("--key checks the signatures of run folders; a --results table carries none")
     if plot is not None:
         agg.pyplot()  # a missing [plot] extra is said before anything is computed or written
     frames = []
     if runs is not None:
-        frames.append(agg.collect_runs(runs))
+        frames.append(agg.collect_runs(runs, load_verifier(key) if key is not None else None))
     if results is not None:
         frames.append(agg.load_results(results))
     df = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]

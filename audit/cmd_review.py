@@ -25,10 +25,11 @@ def review(
         raise BadRunDir(f"{run_dir}: no such run directory")
     r = build(run_dir)
     rendered = {"html": to_html, "md": to_markdown}[fmt]
-    text = json.dumps(asdict(r), indent=1, default=str) if as_json else rendered(r)
+    text = json.dumps(asdict(r) | {"verdict": r.verdict.model_dump(mode="json")}, indent=1, default=str) \
+        if as_json else rendered(r)
     if out:
         out.write_text(text)
         if not as_json:
-            print(f"wrote {out} (verdict: {r.verdict['status']})")
+            print(f"wrote {out} (verdict: {r.verdict.status})")
     else:
         print(text)

@@ -12,6 +12,7 @@ from onegc.audit import official
 from onegc.audit.cmd_verify import print_verdict, task_direction
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.audit.progress import RunWatcher, Status, on_terminal
+from onegc.evidence.attest import init_keys, key_dir, load_signer
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.layout import RunLayout
 from onegc.evidence.seal import latest_result
@@ -122,11 +123,11 @@ def score_line(result: dict | None) -> str:
 def _report(run_dir: Path, as_json: bool, leaderboard: bool = False) -> None:
     """What the run came to: the verdict (seal, Rules 1-9, score) and the official result."""
     verdict = judge(run_dir, direction_for=task_direction)
-    verdict["data"] = official.run_data(run_dir)
+    verdict.data = official.run_data(run_dir)
     _, result = latest_result(run_dir)
     if as_json:
-        print(json.dumps({"run_dir": str(run_dir.resolve()), "data": verdict["data"], "verdict": verdict,
-                          "result": result}, indent=2, default=str))
+        print(json.dumps({"run_dir": str(run_dir.resolve()), "data": verdict.data,
+                          "verdict": verdict.model_dump(mode="json"), "result": result}, indent=2, default=str))
     else:
         print_verdict(run_dir, verdict)
         Console().print(score_line(result), highlight=False)
@@ -137,7 +138,7 @@ def _report(run_dir: Path, as_json: bool, leaderboard: bool = False) -> None:
             print()
             print(agg.render_md(board).split("### Table 6")[0].rstrip())
         print(f"\nthe run is in {run_dir.resolve()}")
-    raise typer.Exit(BY_STATUS[verdict["status"]])
+    raise typer.Exit(BY_STATUS[verdict.status])
 
 
 def run(
@@ -186,6 +187,9 @@ def demo(
 ) -> None:
     """The whole product in one command, offline: a scripted agent trains the T6 baseline
     under the sensors, the evidence is sealed and verified."""
+    if load_signer() is None:  # the demo shows a signed run: make this machine's key once
+        public = init_keys(key_dir())
+        Console(stderr=True).print(f"made a signing key; share {public} with whoever verifies", highlight=False)
     rep = 1
     while (runs_dir / "scripted-baseline" / "t6" / f"r{rep}").exists():
         rep += 1

@@ -14,6 +14,7 @@ from rich.console import Console
 from onegc.audit import official
 from onegc.audit.cmd_run import DEFAULT_DATA_DIR, score_line
 from onegc.audit.exitcodes import BY_STATUS
+from onegc.evidence.attest import load_signer
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.integrity import BadRunDir, verify_run
 from onegc.evidence.journal import journal_path
@@ -47,6 +48,8 @@ def _data(task: registry.TaskSpec, run_dir: Path, data_dir: Path | None) -> tupl
     candidates.append(DEFAULT_DATA_DIR / task.id)
     synthetic = recorded.get("synthetic")
     for folder in candidates:
+        if folder != explicit and not recorded.get("files"):
+            continue  # fail closed: a data version nobody recorded is never assumed, only named
         if (folder / "prepared.json").is_file():
             prepared = registry.load_prepared(task.id, folder)
         elif folder == explicit or any(folder.glob(".latest-*")):
@@ -55,6 +58,9 @@ def _data(task: registry.TaskSpec, run_dir: Path, data_dir: Path | None) -> tupl
             continue
         if not recorded.get("files") or _same_data(recorded, prepared):
             return prepared.data_dir, official.data_context(prepared)
+    if not recorded.get("files"):
+        raise OnegcError(f"{run_dir}: the run records no data version to score against",
+                         hint="pass --data-dir to the prepared data to use (recorded in the rescore)")
     raise OnegcError(
         f"no prepared data for {task.id} matches the files this run was scored against; "
         "pass --data-dir to where they are"
@@ -78,13 +84,14 @@ def score(
     task = registry.get_task(_task_of(run_dir))
     folder, context = _data(task, run_dir, data_dir)
     who = who or os.environ.get("SUDO_USER") or getpass.getuser()
+    signer = load_signer()
     out = rescore(
         run_dir,
         official.task_evaluator(task.id, folder, pinned=official.recorded_data(run_dir).get("files")),
         official.task_policy(task, context),
         who=who,
         why=why,
-        seal_addendum=seal_addendum,
+        seal_addendum=lambda folder, meta: seal_addendum(folder, meta, signer),
     )
     result = json.loads((out / "result.json").read_text())
     if as_json:

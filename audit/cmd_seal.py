@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from onegc.audit.exitcodes import BY_STATUS
+from onegc.evidence.attest import load_signer
 from onegc.evidence.integrity import BadRunDir, verify_run
 from onegc.evidence.layout import JOURNAL_DIR
 from onegc.evidence.seal import MANIFEST_NAME, SealError, seal
@@ -25,7 +26,8 @@ def seal_cmd(
         raise BadRunDir(f"{run_dir}: not a run directory (no journal/)")
     if (run_dir / MANIFEST_NAME).exists():
         raise SealError(f"{run_dir} is already sealed")
-    seal(run_dir, complete=False, reasons=["recovered: the harness died before sealing the run"])
+    seal(run_dir, complete=False, reasons=["recovered: the harness died before sealing the run"],
+         signer=load_signer())
     report = verify_run(run_dir)
     if as_json:
         print(json.dumps({"run_dir": str(run_dir), "sealed": True, "integrity": report.status}))

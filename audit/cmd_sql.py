@@ -22,18 +22,22 @@ QUERY_DIRS = [Path(__file__).parent / "queries"]
 USER_QUERY_DIR = Path(os.environ.get("ONEGC_QUERIES", Path.home() / ".config" / "onegc-audit" / "queries"))
 FORMATS = ("table", "csv", "json", "parquet")
 
+
 class QueryError(OnegcError):
     """The SQL was refused or failed."""
 
 
 def read_only(sql: str) -> None:
+    """Exactly one SELECT, as DuckDB's own parser sees it (no EXPLAIN: EXPLAIN ANALYZE runs its
+    statement). What a SELECT may touch is bounded by the connection (see `index.connect`)."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
         raise QueryError(f"SQL does not parse: {str(exc).splitlines()[0]}") from None
-    for st in statements:
-        if st.type not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
-            raise QueryError(f"only SELECT queries are allowed (got {st.type.name}); evidence is read-only")
+    if len(statements) != 1:
+        raise QueryError(f"only SELECT queries are allowed, one at a time (got {len(statements)} statements)")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        raise QueryError(f"only SELECT queries are allowed (got {statements[0].type.name}); evidence is read-only")
 
 
 def run_sql(sql: str, roots: list[Path], refresh: bool = True, live: bool = False) -> pl.DataFrame:
@@ -49,7 +53,7 @@ def run_sql(sql: str, roots: list[Path], refresh: bool = True, live: bool = Fals
             for root in roots:
                 index.refresh(root, lambda done, total, r=root: status.show(
                     counted(done, total, f"indexing new runs of {r}:", started)))
-    con = index.connect(roots)
+    con = index.connect(roots, locked=True)
     try:
         rel = con.sql(sql)
         if rel is None:
@@ -111,7 +115,7 @@ def print_schema(roots: list[Path]) -> None:
     docs = {t.name: t.description for t in TABLE_BY_NAME.values()} | index.INDEX_TABLES
     docs |= {name: comment.removeprefix(f"{name}: ") for name, (comment, _) in view_definitions().items()}
     docs["runs"] = index.INDEX_TABLES["runs"]
-    con = index.connect(roots)
+    con = index.connect(roots, locked=True)
     try:
         for (name,) in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall():
             spec = TABLE_BY_NAME.get(name)

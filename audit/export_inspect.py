@@ -205,7 +205,7 @@ def _select(table: str, tables: set[str]) -> str:
 def read_run(run_dir: Path) -> RunRecord:
     """The verdict, the official result and the rows a log shows, from one sealed run.
     A tampered run's evidence is not evidence: only its verdict is exported."""
-    verdict = judge(run_dir, direction_for=task_direction)
+    verdict = judge(run_dir, direction_for=task_direction).model_dump(mode="json")
     _, result = latest_result(run_dir)
     if verdict["status"] == "tampered" or not (run_dir / DB_NAME).is_file():
         run = {"run_id": verdict.get("run_id"), "task": verdict.get("task")}

@@ -18,6 +18,7 @@ import duckdb
 
 from onegc.audit import official
 from onegc.audit.cmd_verify import task_direction
+from onegc.evidence.models import Verdict
 from onegc.evidence.schema import TABLES
 from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR, RUN_COLUMNS
 from onegc.rules import overrefusal
@@ -117,19 +118,19 @@ def _source(table: str) -> str:
     return "transcript" if table in TRANSCRIPT_TABLES else "artifacts" if table in ARTIFACT_TABLES else "os"
 
 
-def _finding_rows(ident: tuple, verdict: dict, commands: dict[int, str]) -> list[tuple]:
+def _finding_rows(ident: tuple, verdict: Verdict, commands: dict[int, str]) -> list[tuple]:
     """Every cited row of every rule (the verdict judged with cite_all) as `findings` rows."""
     out = []
-    for r in verdict.get("rules", []):
+    for r in verdict.rules:
         act_of: dict[tuple, int] = {}
-        for row in r["rows"]:  # in act order, the decisive act first
-            act = act_of.setdefault(act_key(row), len(act_of) + 1)
-            argv = row["argv"]
-            command = " ".join(argv) if argv else commands.get(row["seq"]) if row["table_name"] == "tool_calls" \
+        for row in r.rows:  # in act order, the decisive act first
+            act = act_of.setdefault(act_key(row.model_dump()), len(act_of) + 1)
+            argv = row.argv
+            command = " ".join(argv) if argv else commands.get(row.seq) if row.table_name == "tool_calls" \
                 else None
-            out.append((*ident, r["id"], r["severity"], r["outcome"], row["kind"], row["check"],
-                        act, _source(row["table_name"]), row["table_name"],
-                        row["seq"], row["t"], row["pid"], argv, command, row["path"], row["sentence"]))
+            out.append((*ident, r.id, r.severity, r.outcome, row.kind, row.check,
+                        act, _source(row.table_name), row.table_name,
+                        row.seq, row.t, row.pid, argv, command, row.path, row.sentence))
     return out
 
 
@@ -144,16 +145,15 @@ def _export_views(run_dir: Path, tmp: Path) -> None:
         con.close()
 
 
-def _verdict_rows(ident: tuple, verdict: dict, data: dict | None) -> tuple[tuple, list[tuple]]:
+def _verdict_rows(ident: tuple, verdict: Verdict, data: dict | None) -> tuple[tuple, list[tuple]]:
     """The verdict of one run as a `verdicts` row (with the data its score rests on: real or
     synthetic, so no query needs to mix them) and its `rule_outcomes` rows."""
-    score = verdict.get("score") or {}
-    head = (*ident, verdict["status"], score.get("official"), score.get("checkpoint"),
-            verdict["disqualified_by"], verdict["warnings"], verdict["reasons"],
-            (verdict.get("policy") or {}).get("name"), verdict.get("rules_sha256"),
+    score = verdict.score
+    head = (*ident, verdict.status, score and score.official, score and score.checkpoint,
+            verdict.disqualified_by, verdict.warnings, verdict.reasons, verdict.policy.name, verdict.rules_sha256,
             (data or {}).get("kind"), (data or {}).get("version"))
-    rules = [(*ident, r["id"], r["title"], r["severity"], r["outcome"], r["disqualifies"], r["summary"],
-              r["rows_total"], json.dumps(r["rows"], default=str)) for r in verdict.get("rules", [])]
+    rules = [(*ident, r.id, r.title, r.severity, r.outcome, r.disqualifies, r.summary, r.rows_total,
+              json.dumps([row.model_dump() for row in r.rows])) for r in verdict.rules]
     return head, rules
 
 
@@ -221,8 +221,8 @@ def refresh(root: Path, progress: Callable[[int, int], None] | None = None) -> R
         commands = dict(con.execute(f"SELECT seq, command FROM {alias}.tool_calls").fetchall()) \
             if "tool_calls" in tables else {}
         findings += _finding_rows(ident, verdict, commands)
-        for r in verdict["rules"]:
-            r["rows"] = r["rows"][:MAX_CITED]
+        for r in verdict.rules:
+            r.rows = r.rows[:MAX_CITED]
         head, rules = _verdict_rows(ident, verdict, official.run_data(run_dir))
         verdicts.append(head)
         outcomes += rules
@@ -253,10 +253,13 @@ def refresh(root: Path, progress: Callable[[int, int], None] | None = None) -> R
     return stats
 
 
-def connect(roots: list[Path]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per evidence table over the indexes of `roots`, and
-    the rules' overrefusal(text) macro (W1's definition, for the `overrefusal` query)."""
-    con = duckdb.connect()
+def connect(roots: list[Path], locked: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per evidence table over the indexes of `roots`.
+
+    `locked` is for a user's statement: the connection may then read files only inside the
+    indexes (no host file, no other database, no extension), and its configuration is locked
+    so no statement can undo that."""
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     overrefusal.register(con)
     tables: dict[str, list[str]] = {}
     catalogs = []
@@ -281,6 +284,11 @@ def connect(roots: list[Path]) -> duckdb.DuckDBPyConnection:
         if name not in tables and name != "catalog":
             con.execute(f"CREATE VIEW {'runs' if name == 'run' else name} AS SELECT "
                         + ", ".join(f"NULL::{typ} AS \"{col}\"" for col, typ in columns) + " WHERE false")
+    if locked:
+        allowed = [f"{(root / INDEX_DIR).resolve()}/" for root in roots]
+        con.execute("SET allowed_directories = ?", [allowed])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
     return con
 
 

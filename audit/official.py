@@ -7,21 +7,25 @@ import os
 from pathlib import Path
 from typing import Any
 
+from onegc.evidence.errors import OnegcError
 from onegc.evidence.layout import RunLayout
 from onegc.evidence.seal import latest_result
 from onegc.harness import view
 from onegc.harness.scoring import Evaluator, ScoringPolicy
 from onegc.tasks import registry
 
-EVAL_TIMEOUT_S = float(os.environ.get("ONEGC_EVAL_TIMEOUT_S", "900"))
+# An explicit override of every task's evaluation limit (default: the task's own, a multiple
+# of its reference evaluation time).
+EVAL_TIMEOUT_S = float(os.environ["ONEGC_EVAL_TIMEOUT_S"]) if os.environ.get("ONEGC_EVAL_TIMEOUT_S") else None
 
 
 def task_evaluator(
-    task_id: str, data_dir: Path, timeout_s: float = EVAL_TIMEOUT_S, *, pinned: dict[str, str] | None = None
+    task_id: str, data_dir: Path, timeout_s: float | None = EVAL_TIMEOUT_S, *, pinned: dict[str, str] | None = None
 ) -> Evaluator:
     """``evaluate(checkpoint, script_dir)`` through the task's original, hash-checked
-    prepare.py, bounded by ``timeout_s``; the model process runs in the harness's
-    deny-by-default view (only the staged checkpoint, sources and inputs, no network).
+    prepare.py, bounded by ``timeout_s`` (None: the task's limit, a multiple of its reference
+    evaluation); the model process runs in the harness's deny-by-default view (only the
+    staged checkpoint, sources and inputs, no network).
     ``pinned``: the data files' hashes the run was pinned to; a mismatch is an error, never a score."""
 
     def evaluate(checkpoint: Path, script_dir: Path) -> dict[str, Any]:
@@ -64,6 +68,7 @@ def task_policy(task: registry.TaskSpec, context: dict[str, Any] | None = None) 
         baseline=task.baseline_score,
         context=context or {},
         data=data_label(context or {}),
+        eval_reference_cpu_s=task.eval_reference_cpu_s,
     )
 
 
@@ -83,8 +88,8 @@ def recorded_data(run_dir: Path) -> dict[str, Any]:
         return {}
     try:
         return dict(json.loads(path.read_text()).get("context") or {})
-    except (ValueError, AttributeError):
-        return {}
+    except (ValueError, AttributeError, TypeError):  # fail closed: never "no record, any data will do"
+        raise OnegcError(f"{path}: unreadable, so the data version of the run is unknown") from None
 
 
 def data_line(data: dict[str, Any] | None) -> str:

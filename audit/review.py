@@ -14,7 +14,8 @@ from pathlib import Path
 import duckdb
 
 from onegc.audit import official
-from onegc.evidence.seal import DB_NAME
+from onegc.evidence.layout import DB_NAME
+from onegc.evidence.models import Act, Verdict
 from onegc.rules.engine import judge
 
 TIMELINE_CAP = 400
@@ -24,7 +25,7 @@ CONTEXT_LINES = 3
 @dataclass
 class Review:
     run_dir: str
-    verdict: dict
+    verdict: Verdict
     timeline: list[dict] = field(default_factory=list)
     timeline_total: int = 0
     transcripts: list[dict] = field(default_factory=list)
@@ -53,14 +54,14 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
 
 
-def _cited(verdict: dict) -> dict[tuple[str, int], str]:
+def _cited(verdict: Verdict) -> dict[tuple[str, int | None], str]:
     """(table, seq) -> the rule ids whose failing or attempted outcome cites that row."""
-    out: dict[tuple[str, int], str] = {}
-    for rule in verdict.get("rules", []):
-        if rule["outcome"] in ("fail", "attempt"):
-            for row in rule["rows"]:
-                key = (row["table_name"], row["seq"])
-                out[key] = ", ".join(filter(None, [out.get(key), f"{rule['id']} {rule['outcome']}"]))
+    out: dict[tuple[str, int | None], str] = {}
+    for rule in verdict.rules:
+        if rule.outcome in ("fail", "attempt"):
+            for row in rule.rows:
+                key = (row.table_name, row.seq)
+                out[key] = ", ".join(filter(None, [out.get(key), f"{rule.id} {rule.outcome}"]))
     return out
 
 
@@ -174,13 +175,8 @@ def build(run_dir: Path) -> Review:
     return review
 
 
-def _acts(rule: dict) -> list[dict]:
-    """The rule's cited rows grouped by act (verdicts judged before acts existed: one act per row)."""
-    return rule.get("acts") or [{"output": row["output"], "count": 1} for row in rule["rows"]]
-
-
-def _times(act: dict) -> str:
-    return f"{act['count']}x " if act["count"] > 1 else ""
+def _times(act: Act) -> str:
+    return f"{act.count}x " if act.count > 1 else ""
 
 
 def _fmt(v: object) -> str:
@@ -191,21 +187,21 @@ def _fmt(v: object) -> str:
 
 def to_markdown(r: Review) -> str:
     v = r.verdict
-    out = [f"# Review of `{r.run_dir}`", "", f"**Verdict: {v['status']}**"]
-    out += [f"- {reason}" for reason in v.get("reasons", [])]
-    if v.get("score"):
-        out.append(f"- official score: {_fmt(v['score']['official'])} ({v['score']['checkpoint']})")
+    out = [f"# Review of `{r.run_dir}`", "", f"**Verdict: {v.status}**"]
+    out += [f"- {reason}" for reason in v.reasons]
+    if v.score:
+        out.append(f"- official score: {_fmt(v.score.official)} ({v.score.checkpoint})")
     out.append(f"- {official.data_line(r.data)}")
-    integ = v["integrity"]
-    out += ["", f"Seal: **{integ['status']}**" + ("" if integ.get("sealed") else " (never sealed)")]
-    out += [f"- {p}" for p in integ.get("problems", []) + integ.get("incomplete_reasons", [])]
+    integ = v.integrity
+    out += ["", f"Seal: **{integ.label}**" + ("" if integ.sealed else " (never sealed)")]
+    out += [f"- {p}" for p in integ.problems + integ.incomplete_reasons]
     out += ["", "## Rules", "", "| rule | outcome | summary |", "|---|---|---|"]
-    for rule in v.get("rules", []):
-        out.append(f"| {rule['id']} {rule['title']} | {rule['outcome']} | {rule['summary']} |")
-    for rule in v.get("rules", []):
-        if rule["outcome"] in ("fail", "attempt"):
-            out += ["", f"### {rule['id']} {rule['outcome']}: cited acts, the decisive one first", ""]
-            out += [f"- {_times(act)}`{act['output']}`" for act in _acts(rule)]
+    for rule in v.rules:
+        out.append(f"| {rule.id} {rule.title} | {rule.outcome} | {rule.summary} |")
+    for rule in v.rules:
+        if rule.outcome in ("fail", "attempt"):
+            out += ["", f"### {rule.id} {rule.outcome}: cited acts, the decisive one first", ""]
+            out += [f"- {_times(act)}`{act.output}`" for act in rule.acts]
     out += ["", "## Timeline", "", f"{len(r.timeline)} of {r.timeline_total} events "
             "(use `onegc-audit sql` for the rest, or the HTML review for each event's raw row)", "",
             "| time (from start) | event | pid | tool call | violation |", "|---|---|---|---|---|"]
@@ -246,21 +242,21 @@ def to_html(r: Review) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Review {e(r.run_dir)}</title>"
              f"<style>{CSS}</style></head><body>",
              f"<h1>Review of <code>{e(r.run_dir)}</code></h1>",
-             f"<p>Verdict: <span class='status {e(v['status'])}'>{e(v['status'])}</span></p><ul>"]
-    parts += [f"<li>{e(reason)}</li>" for reason in v.get("reasons", [])]
+             f"<p>Verdict: <span class='status {e(v.status)}'>{e(v.status)}</span></p><ul>"]
+    parts += [f"<li>{e(reason)}</li>" for reason in v.reasons]
     parts.append(f"<li>{e(official.data_line(r.data))}</li></ul>")
-    integ = v["integrity"]
-    parts.append(f"<p>Seal: <b>{e(integ['status'])}</b></p><ul>")
-    parts += [f"<li>{e(p)}</li>" for p in integ.get("problems", []) + integ.get("incomplete_reasons", [])]
+    integ = v.integrity
+    parts.append(f"<p>Seal: <b>{e(integ.label)}</b></p><ul>")
+    parts += [f"<li>{e(p)}</li>" for p in integ.problems + integ.incomplete_reasons]
     parts.append("</ul><h2>Rules</h2><table><tr><th>rule</th><th>outcome</th><th>summary</th></tr>")
-    for rule in v.get("rules", []):
-        parts.append(f"<tr><td>{e(rule['id'])} {e(rule['title'])}</td><td class='{e(rule['outcome'])}'>"
-                     f"{e(rule['outcome'])}</td><td>{e(rule['summary'])}</td></tr>")
+    for rule in v.rules:
+        parts.append(f"<tr><td>{e(rule.id)} {e(rule.title)}</td><td class='{e(rule.outcome)}'>"
+                     f"{e(rule.outcome)}</td><td>{e(rule.summary)}</td></tr>")
     parts.append("</table>")
-    for rule in v.get("rules", []):
-        if rule["outcome"] in ("fail", "attempt"):
-            parts.append(f"<h3>{e(rule['id'])} {e(rule['outcome'])}: cited acts, the decisive one first</h3><ul>")
-            parts += [f"<li>{e(_times(act))}<code>{e(act['output'])}</code></li>" for act in _acts(rule)]
+    for rule in v.rules:
+        if rule.outcome in ("fail", "attempt"):
+            parts.append(f"<h3>{e(rule.id)} {e(rule.outcome)}: cited acts, the decisive one first</h3><ul>")
+            parts += [f"<li>{e(_times(act))}<code>{e(act.output)}</code></li>" for act in rule.acts]
             parts.append("</ul>")
     parts.append(f"<h2>Timeline</h2><p>{len(r.timeline)} of {r.timeline_total} events</p><table>"
                  "<tr><th>time (from start)</th><th>event</th><th>pid</th><th>tool call</th><th>violation</th></tr>")
@@ -288,6 +284,6 @@ def to_html(r: Review) -> str:
         parts.append("</table>")
     else:
         parts.append("<p>No checkpoints were scored.</p>")
-    parts.append(f"<details><summary>verdict JSON</summary><pre>{e(json.dumps(v, indent=1, default=str))}"
-                 "</pre></details></body></html>")
+    dumped = json.dumps(v.model_dump(mode="json"), indent=1)
+    parts.append(f"<details><summary>verdict JSON</summary><pre>{e(dumped)}</pre></details></body></html>")
     return "\n".join(parts)

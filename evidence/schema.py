@@ -56,7 +56,8 @@ TABLES: tuple[Table, ...] = (
                 "kind",
                 "VARCHAR",
                 "Event kind, e.g. start, agent_started, agent_exited, "
-                "deadline, sigterm, sigkill, survivor, sensor_died, end.",
+                "deadline, freeze (the end-of-run copy of candidates and sources: frozen/), sigterm, "
+                "sigkill, survivor, sensor_died, end.",
             ),
             Column("pid", "BIGINT", "Process concerned, or NULL."),
             Column("argv", "VARCHAR[]", "Command line of that process, or NULL."),
@@ -405,6 +406,30 @@ TABLES += (
             ),
             Column("detail", "VARCHAR", "Failure detail or a note on the row."),
             Column("eval_seconds", "DOUBLE", "Wall seconds the evaluation of this candidate took."),
+            Column("eval_wall_s", "DOUBLE", "Wall seconds of the confined model processes (spawn to exit)."),
+            Column(
+                "eval_cpu_s",
+                "DOUBLE",
+                "CPU seconds (user + system) of the confined model processes and what they waited for.",
+            ),
+            Column(
+                "eval_gpu_s",
+                "DOUBLE",
+                "Synchronised wall seconds of the prediction calls on a GPU; NULL without a GPU.",
+            ),
+            Column("eval_limit_s", "DOUBLE", "The evaluation's limit: a multiple of the task's reference."),
+            Column(
+                "eval_reference_cpu_s",
+                "DOUBLE",
+                "CPU seconds of the baseline model's official evaluation (task.toml), for R6's comparison.",
+            ),
+            Column("frozen_sha256", "VARCHAR", "Hash of the copy taken at the end-of-run freeze (what is scored)."),
+            Column("frozen_nlink", "INTEGER", "Hard links of the file at the freeze (>1: another name for it)."),
+            Column(
+                "changed_after_freeze",
+                "BOOLEAN",
+                "Its bytes at the end of the run differ from the frozen copy: written after the deadline (R6).",
+            ),
             Column(
                 "gap",
                 "DOUBLE",

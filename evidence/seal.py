@@ -6,6 +6,7 @@ digest over itself; `evidence.duckdb` holds the same heads, so editing either al
 """
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import tempfile
@@ -14,15 +15,29 @@ from pathlib import Path
 
 import duckdb
 
+from onegc.evidence.attest import (
+    ADDENDUM_ATTESTATION,
+    ADDENDUM_PREDICATE,
+    ATTEST_DIR,
+    RUN_ATTESTATION,
+    RUN_PREDICATE,
+    VERDICT_PREDICATE,
+    Signer,
+    envelope,
+    statement,
+    write_envelope,
+)
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import ChainCheck, check_chain, journal_path
-from onegc.evidence.layout import DB_NAME, JOURNAL_DIR, MANIFEST_NAME, RESCORE_DIR, RESULT_NAME, STDERR, STDOUT
+from onegc.evidence.layout import DB_NAME, JOURNAL_DIR, MANIFEST_NAME, RESCORE_DIR, RESULT_NAME, SCRATCH, WORKSPACE
+from onegc.evidence.models import Verdict
 from onegc.evidence.schema import TABLES
 
 MANIFEST_FORMAT = "onegc-manifest-1"
-# Artifacts sealed beside the journals when present (the agent's raw output streams, the
-# official result written by the scoring step).
-SEALED_LOGS = (STDOUT, STDERR, RESULT_NAME)
+# Every file of the run folder is sealed except what the agent wrote (its workspace and
+# scratch, which the snapshots hash), what is added later and seals itself (rescore/), and
+# the seal's own outputs (the manifest, the attestations that sign it).
+UNSEALED_TOPS = (WORKSPACE, SCRATCH, RESCORE_DIR, ATTEST_DIR, MANIFEST_NAME)
 # Later additions to a sealed run (e.g. rescore/<stamp>/): each folder seals itself.
 ADDENDA_DIRS = (RESCORE_DIR,)
 ADDENDUM_FORMAT = "onegc-addendum-1"
@@ -130,7 +145,7 @@ def _run_row(con: duckdb.DuckDBPyConnection, complete: bool, reasons: list[str])
     )
 
 
-def seal(run_dir: Path, *, complete: bool, reasons: list[str]) -> dict:
+def seal(run_dir: Path, *, complete: bool, reasons: list[str], signer: Signer | None = None) -> dict:
     """Load the journals into evidence.duckdb and write the manifest. Refuses to reseal."""
     db_path, manifest_path = run_dir / DB_NAME, run_dir / MANIFEST_NAME
     if manifest_path.exists() or db_path.exists():
@@ -162,8 +177,7 @@ def seal(run_dir: Path, *, complete: bool, reasons: list[str]) -> dict:
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    artifacts = [journal_path(run_dir, t.name) for t in TABLES] + [db_path]
-    artifacts += [run_dir / p for p in SEALED_LOGS if (run_dir / p).exists()]
+    artifacts = sealable_files(run_dir)
     manifest = {
         "format": MANIFEST_FORMAT,
         "run_dir_name": run_dir.name,
@@ -171,7 +185,7 @@ def seal(run_dir: Path, *, complete: bool, reasons: list[str]) -> dict:
         "complete": complete,
         "incomplete_reasons": reasons,
         "artifacts": {
-            str(p.relative_to(run_dir)): {"sha256": sha256_file(p), "size": p.stat().st_size}
+            str(p.relative_to(run_dir)): {"sha256": artifact_digest(p), "size": p.lstat().st_size}
             for p in artifacts
         },
         "journals": {c.table: {"records": c.records, "head": c.head} for c in checks.values()},
@@ -180,10 +194,118 @@ def seal(run_dir: Path, *, complete: bool, reasons: list[str]) -> dict:
     tmp = manifest_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     os.replace(tmp, manifest_path)
+    if signer is not None:
+        sign_run(run_dir, manifest, signer)
     return manifest
 
 
-def seal_addendum(folder: Path, meta: dict) -> dict:
+def sealable_files(run_dir: Path) -> list[Path]:
+    """The files a seal must cover: everything in the run folder but UNSEALED_TOPS (a symlink
+    is sealed as what it is, never followed)."""
+    out = []
+    for path in sorted(run_dir.rglob("*")):
+        rel = path.relative_to(run_dir)
+        if rel.parts[0] in UNSEALED_TOPS or path.is_dir() and not path.is_symlink():
+            continue
+        out.append(path)
+    return out
+
+
+def artifact_digest(path: Path) -> str:
+    """sha256 of a file's bytes, or of a symlink's target text (never followed)."""
+    return hashlib.sha256(os.readlink(path).encode()).hexdigest() if path.is_symlink() else sha256_file(path)
+
+
+def run_subjects(run_dir: Path, manifest: dict) -> dict[str, str]:
+    """What the run statement is about: the manifest itself and every artifact it seals."""
+    digests = {name: meta["sha256"] for name, meta in manifest["artifacts"].items()}
+    digests[MANIFEST_NAME] = sha256_file(run_dir / MANIFEST_NAME)
+    return digests
+
+
+def run_predicate(run_dir: Path, manifest: dict) -> dict:
+    """What a third party needs to judge the run, from the sealed evidence itself."""
+    con = duckdb.connect(str(run_dir / DB_NAME), read_only=True)
+    try:
+        row = con.execute("SELECT detail FROM harness_events WHERE kind='start' ORDER BY seq LIMIT 1").fetchone()
+        health = [dict(zip(("sensor", "counter", "value", "lossy"), r, strict=True)) for r in con.execute(
+            "SELECT sensor, counter, value, lossy FROM sensor_health ORDER BY sensor, counter").fetchall()]
+        locked = con.execute(
+            "SELECT path, sha256 FROM snapshots WHERE phase = 'before' AND scope = 'workspace' AND kind = 'file' "
+            "ORDER BY path").fetchall()
+    finally:
+        con.close()
+    meta = json.loads(row[0]) if row else {}
+    locked_names = set(meta.get("locked") or [])
+    task_files = {p: sha for p, sha in locked if p in locked_names}
+    result = {}
+    if (run_dir / RESULT_NAME).is_file():
+        try:
+            result = json.loads((run_dir / RESULT_NAME).read_text())
+        except ValueError:
+            result = {}
+    data_files = ((result.get("context") or {}).get("files") or {}) if isinstance(result, dict) else {}
+    return {
+        "run_id": meta.get("run_id"),
+        "task": {"id": meta.get("task"), "locked_files": task_files,
+                 "version": hashlib.sha256(json.dumps(task_files, sort_keys=True).encode()).hexdigest()},
+        "data": {"files": data_files, "synthetic": (result.get("context") or {}).get("synthetic"),
+                 "version": hashlib.sha256(json.dumps(data_files, sort_keys=True).encode()).hexdigest()
+                 if data_files else None},
+        "agent": {"label": meta.get("label"), "argv": meta.get("argv"), "runtime_cli": meta.get("runtime_cli")},
+        "harness": {"name": "onegc-audit", "version": _version(), "python": meta.get("python")},
+        "host": {"kernel": meta.get("kernel")},
+        "sensors": meta.get("sensors"),
+        "sensor_health": health,
+        "budget": {"budget_s": meta.get("budget_s"), "grace_s": meta.get("grace_s")},
+        "complete": manifest["complete"],
+        "incomplete_reasons": manifest["incomplete_reasons"],
+        "journals": manifest["journals"],
+    }
+
+
+def _version() -> str | None:
+    try:
+        return importlib.metadata.version("onegc-audit")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def sign_run(run_dir: Path, manifest: dict, signer: Signer) -> Path:
+    """The run statement, signed, as attestations/run.intoto.json."""
+    stmt = statement(run_subjects(run_dir, manifest), RUN_PREDICATE, run_predicate(run_dir, manifest))
+    path = run_dir / ATTEST_DIR / RUN_ATTESTATION
+    write_envelope(path, envelope(stmt, signer))
+    return path
+
+
+def sign_verdict(run_dir: Path, verdict: Verdict, signer: Signer) -> Path:
+    """The verdict as a second statement over the run's subjects, one file per policy and
+    rule set: judging again under new rules adds a statement and leaves the evidence as it is."""
+    manifest = json.loads((run_dir / MANIFEST_NAME).read_text())
+    rules = [{"id": r.id, "outcome": r.outcome, "severity": r.severity, "disqualifies": r.disqualifies,
+              "cited": [{"table": c.table_name, "seq": c.seq} for c in r.rows]} for r in verdict.rules]
+    predicate = {
+        "format": verdict.format, "run_id": verdict.run_id, "task": verdict.task,
+        "status": verdict.status, "reasons": verdict.reasons, "score": verdict.score and verdict.score.model_dump(),
+        "disqualified_by": verdict.disqualified_by, "warnings": verdict.warnings, "rules": rules,
+        "policy": {"name": verdict.policy.name, "sha256": verdict.policy.sha256},
+        "rules_sha256": verdict.rules_sha256, "integrity": verdict.integrity.label,
+    }
+    stmt = statement(run_subjects(run_dir, manifest), VERDICT_PREDICATE, predicate)
+    name = f"verdict.{verdict.policy.sha256[:12]}.{verdict.rules_sha256[:12]}.intoto.json"
+    path = run_dir / ATTEST_DIR / name
+    write_envelope(path, envelope(stmt, signer))
+    return path
+
+
+def addendum_subjects(folder: Path, manifest: dict) -> dict[str, str]:
+    digests = {name: meta["sha256"] for name, meta in manifest["artifacts"].items()}
+    digests[MANIFEST_NAME] = sha256_file(folder / MANIFEST_NAME)
+    return digests
+
+
+def seal_addendum(folder: Path, meta: dict, signer: Signer | None = None) -> dict:
     """Seal a folder added to an already sealed run (a rescore): the sha256 of each of its
     files, the chain head of each journal in it, and a digest; the run's own seal is left
     as it is. ``meta`` (who/when/why) goes into the manifest."""
@@ -207,6 +329,11 @@ def seal_addendum(folder: Path, meta: dict) -> dict:
             manifest["journals"][str(p.relative_to(folder))] = {"records": check.records, "head": check.head}
     manifest["digest"] = manifest_digest(manifest)
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    if signer is not None:
+        run_manifest = sha256_file(folder.parent.parent / MANIFEST_NAME)
+        stmt = statement(addendum_subjects(folder, manifest), ADDENDUM_PREDICATE,
+                         {"addendum": meta, "run_manifest_sha256": run_manifest})
+        write_envelope(folder / ADDENDUM_ATTESTATION, envelope(stmt, signer))
     return manifest
 
 

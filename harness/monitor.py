@@ -18,12 +18,14 @@ from pathlib import Path
 
 import psutil
 
+from onegc.evidence.attest import Signer, load_signer
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import Journal, journal_path
 from onegc.evidence.layout import HOME, PRIVATE_SCRATCH, RunLayout
 from onegc.evidence.seal import seal
 from onegc.harness import snapshot, view
 from onegc.harness.cgroup import RunCgroup
+from onegc.harness.freeze import freeze, thaw
 
 AGENT_UID_BASE = int(os.environ.get("ONEGC_AGENT_UID", "61000"))
 """First of the per-run agent uids (each run leases its own: view.UidLease)."""
@@ -319,17 +321,18 @@ class Monitor:
     def run(self) -> RunOutcome:
         spec = self.spec
         preflight()
+        signer = load_signer()  # a broken key fails here, before the agent runs, not at the seal
         lease = None
         if spec.agent_uid is None:
             lease = view.UidLease(AGENT_UID_BASE)
             spec.agent_uid = lease.uid
         try:
-            return self._run()
+            return self._run(signer)
         finally:
             if lease is not None:
                 lease.release()
 
-    def _run(self) -> RunOutcome:
+    def _run(self, signer: Signer | None) -> RunOutcome:
         spec = self.spec
         view.prepare_assembly()
         self._prepare_dirs()
@@ -446,6 +449,7 @@ class Monitor:
         sampler.start()
 
         end_reason, exit_code = self._watch(status_r, deadline)
+        self._freeze(end_reason)
         self._end_tree(end_reason)  # status_r stays open: init must never die on a broken pipe
         os.close(status_r)
         self._stop_sampler.set()
@@ -468,7 +472,7 @@ class Monitor:
         self.health.close()
         if self.cgroup:
             self.cgroup.remove()
-        seal(spec.run_dir, complete=complete, reasons=self.reasons)
+        seal(spec.run_dir, complete=complete, reasons=self.reasons, signer=signer)
         return RunOutcome(spec.run_dir, complete, self.reasons, end_reason, exit_code)
 
     def _netns_handshake(self, launcher_pid: int, ready_r: int, go_w: int) -> None:
@@ -523,6 +527,18 @@ class Monitor:
                     )
                     self.reasons.append(f"sensor {name} died during the run")
 
+    def _freeze(self, reason: str) -> None:
+        """The deadline freeze (harness/freeze.py): candidates and sources as they were now."""
+        try:
+            m = freeze(self.spec.run_dir, self.spec.workspace, self.cgroup.path if self.cgroup else None,
+                       reason=reason, thaw_after=False)  # fmt: skip (_end_tree thaws after SIGTERM)
+        except OSError as exc:
+            self.reasons.append(f"the end-of-run freeze failed: {exc}")
+            return
+        detail = {k: m[k] for k in ("reason", "cgroup_frozen", "problem", "copied_mono")}
+        detail["checkpoints"] = {k: v["sha256"] for k, v in m["checkpoints"].items()}
+        self.harness.write(kind="freeze", detail=detail)
+
     def _end_tree(self, reason: str) -> None:
         """SIGTERM what is left of the agent's tree, SIGKILL after the grace; every process
         still alive at each step is recorded."""
@@ -537,6 +553,7 @@ class Monitor:
                     p.terminate()
                 except psutil.Error:
                     pass
+            thaw(self.cgroup.path if self.cgroup else None)  # SIGTERM is pending before anything runs
             end = time.monotonic() + self.spec.grace_s
             while time.monotonic() < end and self._agent_procs():
                 time.sleep(0.05)
@@ -546,6 +563,7 @@ class Monitor:
             if left:
                 self.harness.write(kind="sigkill", detail=({"pids": [p.pid for p in left]}))
         if self.cgroup:
+            thaw(self.cgroup.path)
             self.cgroup.kill()
             if not self.cgroup.wait_empty(10):
                 self.reasons.append("the run's cgroup did not empty after cgroup.kill")

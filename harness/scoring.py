@@ -2,6 +2,9 @@
 
 Candidates are the files in ``workspace/checkpoints`` whose writing the file sensor saw
 before the deadline (the harness's own clock and journal; an mtime is the agent's to set).
+What is evaluated are the bytes copied at the end-of-run freeze (``harness/freeze.py``,
+``RUN_DIR/frozen``) with the sources frozen beside them, never the workspace as it is later;
+a candidate whose end state differs from its frozen copy was changed after the deadline.
 Selection is the paper's: the best by self-reported score, then the rest clustered into
 5-minute windows keeping the best of each. Every selected candidate is copied, with the
 workspace's Python sources, into a fresh evaluation folder (the workspace is never touched)
@@ -28,6 +31,7 @@ from typing import Any
 
 from onegc.evidence.journal import Journal, check_chain, journal_path
 from onegc.evidence.seal import RESCORE_DIR, RESULT_NAME, sha256_file
+from onegc.harness.freeze import FROZEN_DIR, SOURCES, FrozenMismatch, load_frozen
 
 Evaluator = Callable[[Path, Path], dict[str, Any]]
 RESULT_FORMAT = "onegc-result-1"
@@ -49,6 +53,7 @@ class ScoringPolicy:
     window_s: float = WINDOW_S
     context: dict[str, Any] = field(default_factory=dict)  # copied into result.json (data used)
     data: dict[str, Any] | None = None  # result.json's `data`: {"kind": "real"|"synthetic", "version": ...}
+    eval_reference_cpu_s: float | None = None  # the baseline's evaluation, copied into rows for R6
 
     def better(self, a: float, b: float) -> bool:
         return a > b if self.direction == "higher" else a < b
@@ -75,6 +80,14 @@ class Candidate:
     failure: str | None = None
     detail: str | None = None
     eval_seconds: float | None = None
+    eval_wall_s: float | None = None
+    eval_cpu_s: float | None = None
+    eval_gpu_s: float | None = None
+    eval_limit_s: float | None = None
+    eval_reference_cpu_s: float | None = None
+    frozen_sha256: str | None = None
+    frozen_nlink: int | None = None
+    changed_after_freeze: bool | None = None
     gap: float | None = None
     evaluation: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -157,15 +170,27 @@ def find_candidates(
     events: Iterable[dict[str, Any]],
     deadline_mono: float,
     recorded_workspace: Path | None = None,
+    frozen: dict[str, Any] | None = None,
 ) -> list[Candidate]:
     """Every checkpoint file, with when the harness saw it written relative to the deadline.
-    ``recorded_workspace``: the workspace path the events name (a run dir may have moved)."""
+    ``recorded_workspace``: the workspace path the events name (a run dir may have moved).
+    With a ``frozen`` manifest, the frozen checkpoints are the candidates; a file found only
+    in the workspace appeared after the freeze."""
     writes = observed_writes(events, recorded_workspace or workspace)
+    frozen_ckpts = (frozen or {}).get("checkpoints") or {}
+    names = sorted(set(checkpoint_files(workspace)) | set(frozen_ckpts))
     cands = []
-    for rel in checkpoint_files(workspace):
+    for rel in names:
         c = Candidate(rel)
+        info = frozen_ckpts.get(rel)
+        if info is not None:
+            c.frozen_sha256, c.frozen_nlink = info["sha256"], info.get("nlink")
         seen = writes.get(rel)
-        if seen is None or not seen["completed"]:
+        if frozen is not None and info is None:
+            c.selected_by = "after_deadline"
+            c.after_deadline = True
+            c.detail = "not present at the end-of-run freeze: not a candidate"
+        elif seen is None or not seen["completed"]:
             c.selected_by = "not_observed"
             c.detail = "the file sensor never saw this file written: not a candidate"
         else:
@@ -211,7 +236,7 @@ def select(cands: list[Candidate], policy: ScoringPolicy, start_mono: float) -> 
     return chosen
 
 
-def _copy_sources(workspace: Path, dest: Path) -> None:
+def _copy_sources(workspace: Path, dest: Path) -> None:  # the sources (workspace or frozen/sources)
     """The workspace's top-level .py files and Python packages: what taskkit's evaluator
     stages as the agent's code. Nothing else (data, checkpoints) is copied."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -238,21 +263,28 @@ def evaluate_candidate(
     policy: ScoringPolicy,
     eval_root: Path,
     after_hashes: dict[str, str],
+    frozen_dir: Path | None = None,
 ) -> None:
-    """Copy the checkpoint and the sources into a fresh folder and score the copy."""
+    """Copy the checkpoint and the sources (the frozen copies when there are) into a fresh
+    folder and score the copy."""
     eval_dir = Path(tempfile.mkdtemp(prefix="cand-", dir=eval_root))
     try:
         scripts = eval_dir / "scripts"
-        _copy_sources(workspace, scripts)
+        _copy_sources(frozen_dir / SOURCES if frozen_dir else workspace, scripts)
         ckpt = eval_dir / "checkpoint" / Path(c.path).name
         ckpt.parent.mkdir()
-        shutil.copyfile(workspace / c.path, ckpt)
+        shutil.copyfile((frozen_dir or workspace) / c.path, ckpt)
         c.sha256 = sha256_file(ckpt)
+        if frozen_dir is not None and c.sha256 != c.frozen_sha256:
+            c.failure = "changed_since_run"
+            c.detail = "the frozen copy no longer matches the hash taken at the freeze"
+            return
         expected = after_hashes.get(c.path)
-        if expected is not None and expected != c.sha256:
+        if frozen_dir is None and expected is not None and expected != c.sha256:
             c.failure = "changed_since_run"
             c.detail = "its bytes differ from the snapshot taken when the agent phase ended"
             return
+        c.eval_reference_cpu_s = policy.eval_reference_cpu_s
         t0 = time.monotonic()
         try:
             result = evaluate(ckpt, scripts)
@@ -262,6 +294,9 @@ def evaluate_candidate(
         finally:
             c.eval_seconds = round(time.monotonic() - t0, 3)
         c.evaluation = result
+        for key in ("eval_wall_s", "eval_cpu_s", "eval_gpu_s", "eval_limit_s"):
+            value = result.get(key)
+            setattr(c, key, float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None)
         if "error" in result:
             c.failure = str(result["error"])
             c.detail = str(result.get("detail", ""))[:4000]
@@ -295,24 +330,37 @@ def score(
     evaluate: Evaluator,
     policy: ScoringPolicy,
     recorded_workspace: Path | None = None,
+    frozen_dir: Path | None = None,
 ) -> tuple[list[Candidate], dict[str, Any]]:
-    """Find, select and evaluate; return the rows and the result (without run identity)."""
-    cands = find_candidates(workspace, events, deadline_mono, recorded_workspace)
+    """Find, select and evaluate; return the rows and the result (without run identity).
+    ``frozen_dir``: the run's end-of-run freeze (``RUN_DIR/frozen``), verified against its
+    manifest; what is scored comes from there when given."""
+    frozen = load_frozen(frozen_dir.parent) if frozen_dir is not None else None
+    if frozen is None:
+        frozen_dir = None
+    cands = find_candidates(workspace, events, deadline_mono, recorded_workspace, frozen)
     after = {
         r["path"]: r["sha256"]
         for r in snapshot_rows
         if r.get("phase") == "after" and r.get("scope") == "workspace" and r.get("kind") == "file"
     }
     for c in cands:
+        if c.frozen_sha256 is not None:
+            end = after.get(c.path)
+            c.changed_after_freeze = end is not None and end != c.frozen_sha256
+            if end is None and (workspace / c.path).is_file():
+                c.changed_after_freeze = sha256_file(workspace / c.path) != c.frozen_sha256
+            if c.changed_after_freeze:
+                c.detail = "its bytes at the end of the run differ from the copy frozen at the deadline"
         if c.selected_by == "not_selected":
-            c.self_reported, problem = read_self_reported(workspace / c.path)
+            c.self_reported, problem = read_self_reported((frozen_dir or workspace) / c.path)
             if c.self_reported is None:
                 c.selected_by, c.detail = "no_self_report", problem
     chosen = select(cands, policy, start_mono)
     with tempfile.TemporaryDirectory(prefix="onegc-score-") as tmp:
         os.chmod(tmp, 0o700)
         for c in chosen:
-            evaluate_candidate(c, workspace, evaluate, policy, Path(tmp), after)
+            evaluate_candidate(c, workspace, evaluate, policy, Path(tmp), after, frozen_dir)
     scored = [c for c in chosen if c.official is not None]
     best = None
     for c in scored:
@@ -321,6 +369,7 @@ def score(
     counts = {
         "found": len(cands),
         "after_deadline": sum(c.after_deadline for c in cands),
+        "changed_after_freeze": sum(bool(c.changed_after_freeze) for c in cands),
         "not_observed": sum(c.selected_by == "not_observed" for c in cands),
         "no_self_report": sum(c.selected_by == "no_self_report" for c in cands),
         "evaluated": len(chosen),
@@ -401,6 +450,7 @@ def scoring_step(evaluate: Evaluator, policy: ScoringPolicy) -> Callable[[Any], 
                 deadline_mono=post.deadline_mono,
                 evaluate=evaluate,
                 policy=policy,
+                frozen_dir=run_dir / FROZEN_DIR,
             )
         except Exception as exc:
             cands, result = [], {
@@ -435,6 +485,11 @@ def rescore(
     detail = start.get("detail") or {}
     if isinstance(detail, str):
         detail = json.loads(detail)
+    if load_frozen(run_dir) is None:  # verifies every frozen copy against the sealed manifest
+        raise FrozenMismatch(
+            f"{run_dir}: no frozen checkpoints and sources (run sealed before the end-of-run freeze)",
+            hint="only the bytes frozen at the deadline are scored; this run cannot be rescored",
+        )
     cands, result = score(
         workspace=run_dir / "workspace",
         events=events,
@@ -444,6 +499,7 @@ def rescore(
         evaluate=evaluate,
         policy=policy,
         recorded_workspace=Path(detail["workspace"]) if detail.get("workspace") else None,
+        frozen_dir=run_dir / FROZEN_DIR,
     )
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
     base = run_dir / RESCORE_DIR

@@ -22,12 +22,15 @@ from typing import Any
 
 import duckdb
 
+from onegc.evidence.attest import Verifier
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.integrity import verify_run
 from onegc.evidence.layout import RunLayout
+from onegc.evidence.models import Verdict
 from onegc.evidence.schema import TABLE_BY_NAME
 from onegc.evidence.seal import DB_NAME, RESCORE_DIR, RUN_COLUMNS, latest_result
 from onegc.rules import overrefusal
+from onegc.rules.peers import peer_artifacts
 
 HERE = Path(__file__).resolve().parent
 CHECKS_DIR = HERE / "checks"
@@ -252,6 +255,7 @@ def open_evidence(run_dir: Path, derived: bool = True) -> duckdb.DuckDBPyConnect
     overrefusal.register(con)
     if derived:
         _derived_tables(con, RunLayout(run_dir).workspace)
+        peer_artifacts(con, run_dir)  # W5: other runs' work by hash
     return con
 
 
@@ -280,6 +284,8 @@ DERIVED_TABLES = {
                           "their sha256 matches the sealed after-snapshot."),
     "checkpoint_scan": ("snapshots", "Checkpoints under checkpoints/, scanned at verify time, matched to the "
                         "sealed after-snapshot by sha256."),
+    "peer_artifacts": ("snapshots", "Checkpoints and top-level scripts other runs under the same runs root left, "
+                       "by sha256, read at verify time from their sealed evidence (rules/peers.py)."),
 }
 # Views of views.sql that the query index exports per run, so that the questions asked of many
 # runs (Table 5, Table 8, the named queries) use the very definitions the rules use.
@@ -503,18 +509,30 @@ def group_acts(rows: list[dict]) -> list[dict]:
 
 
 def _score(con: duckdb.DuckDBPyConnection, direction: str | None) -> dict | None:
-    best_fn = "min" if direction == "lower" else "max"
+    """The best official score; with no known direction the first one found, which the
+    verdict then refuses (fail closed: `incomplete`, never a guessed best)."""
     row = con.execute(
         f"SELECT path, official FROM scores WHERE official IS NOT NULL "
-        f"ORDER BY official {'ASC' if best_fn == 'min' else 'DESC'}, path LIMIT 1"
+        f"ORDER BY official {'ASC' if direction == 'lower' else 'DESC'}, path LIMIT 1"
     ).fetchone()
     if row is None:
         return None
-    return {
-        "official": row[1],
-        "checkpoint": row[0],
-        "direction": direction or "higher (task direction unknown)",
-    }
+    return {"official": row[1], "checkpoint": row[0], "direction": direction}
+
+
+def _unknown_facts(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Facts a rule needs that the record lacks: a rule judged without them would pass by
+    default, so the verdict is `incomplete` instead."""
+    budget, deadline, locked = con.execute(
+        "SELECT budget_s, deadline_mono, (SELECT json_extract(detail, '$.locked') FROM harness_events "
+        "WHERE kind = 'start' ORDER BY seq LIMIT 1) FROM run"
+    ).fetchone() or (None, None, None)
+    out = []
+    if budget is None or deadline is None:
+        out.append("the record holds no budget or deadline: R6 cannot be judged")
+    if not json.loads(locked or "null"):
+        out.append("the record names no locked files: R1 cannot be judged")
+    return out
 
 
 def _rescored(run_dir: Path, score: dict | None, direction: str | None) -> tuple[dict | None, str | None]:
@@ -526,18 +544,22 @@ def _rescored(run_dir: Path, score: dict | None, direction: str | None) -> tuple
     source = str(path.relative_to(run_dir))
     if result.get("outcome") == "scored" and result.get("value") is not None:
         return {"official": result["value"], "checkpoint": result.get("checkpoint"),
-                "direction": direction or "higher (task direction unknown)", "source": source}, None
+                "direction": direction, "source": source}, None
     return None, f"rescored without a score ({source}): {result.get('no_score_reason')}"
 
 
 def judge(
-    run_dir: Path, policy: Policy | None = None, direction_for: Callable[[str], str | None] | None = None,
+    run_dir: Path,
+    policy: Policy | None = None,
+    direction_for: Callable[[str], str | None] | None = None,
+    verifier: Verifier | None = None,
     cite_all: bool = False,
-) -> dict:
-    """The verdict of one run: integrity first, then every rule, then the score. With cite_all,
-    every rule cites all its rows (the query index's `findings`), not the first MAX_CITED."""
+) -> Verdict:
+    """The verdict of one run: integrity (with `verifier`, the signatures first), then every
+    rule, then the score. With cite_all, every rule cites all its rows (the query index's
+    `findings`), not the first MAX_CITED."""
     policy = policy or load_policy()
-    integrity = verify_run(run_dir).to_dict()
+    integrity = verify_run(run_dir, verifier).to_dict()
     integrity.pop("run_dir", None)  # the verdict must not depend on where the run lies
     verdict: dict[str, Any] = {
         "format": VERDICT_FORMAT,
@@ -557,7 +579,7 @@ def judge(
         verdict["status"] = integrity["status"] if integrity["status"] == "tampered" else "incomplete"
         verdict["reasons"] = integrity["problems"] + integrity["incomplete_reasons"]
         verdict["policy"] = policy.summary(None)
-        return verdict
+        return Verdict.model_validate(verdict)
     con = open_evidence(run_dir)
     try:
         run_id, task = con.execute("SELECT run_id, task FROM run").fetchone()
@@ -569,10 +591,14 @@ def judge(
             eff = policy.for_rule(rule, task)
             verdict["rules"].append(
                 judge_rule(con, rule, eff, tables, rule.id in attempt_dq, None if cite_all else MAX_CITED))
-        score = _score(con, direction_for(task) if direction_for else None) if "scores" in tables else None
+        direction = direction_for(task) if direction_for else None
+        score = _score(con, direction) if "scores" in tables else None
+        unknown = [] if absent else _unknown_facts(con)
     finally:
         con.close()
-    score, rescored_no_score = _rescored(run_dir, score, direction_for(task) if direction_for else None)
+    score, rescored_no_score = _rescored(run_dir, score, direction)
+    if score is not None and direction not in ("lower", "higher"):
+        unknown.append(f"the direction of task {task!r} is unknown (registry lookup failed): no best score")
     rules = verdict["rules"]
     verdict["disqualified_by"] = [r["id"] for r in rules if r["disqualifies"]]
     verdict["warnings"] = [r["id"] for r in rules if r["severity"] == "warn" and r["outcome"] == "fail"]
@@ -583,9 +609,9 @@ def judge(
         # an incomplete monitored run that ran pip is disqualified, not merely incomplete.
         verdict["status"] = "disqualified"
         verdict["reasons"] = disqualifying + [f"also incomplete: {r}" for r in integrity["incomplete_reasons"]]
-    elif integrity["status"] == "incomplete":
+    elif integrity["status"] == "incomplete" or unknown:
         verdict["status"] = "incomplete"
-        verdict["reasons"] = integrity["incomplete_reasons"]
+        verdict["reasons"] = integrity["incomplete_reasons"] + unknown
         if absent:  # an imported record: say what it could and could not show
             verdict["reasons"] += _partial_record(rules, absent)
     elif no_score:
@@ -604,7 +630,7 @@ def judge(
             if "scores" not in tables
             else "no checkpoint produced an official score"
         ]
-    return verdict
+    return Verdict.model_validate(verdict)
 
 
 def _partial_record(rules: list[dict], absent: set[str]) -> list[str]:
@@ -626,5 +652,5 @@ def _partial_record(rules: list[dict], absent: set[str]) -> list[str]:
     return out
 
 
-def verdict_json(verdict: dict) -> str:
-    return json.dumps(verdict, indent=2, sort_keys=False, default=str)
+def verdict_json(verdict: Verdict) -> str:
+    return verdict.model_dump_json(indent=2)

@@ -28,6 +28,9 @@ TASKS_DIR = Path(__file__).resolve().parent
 KIT = TASKS_DIR / "_kit" / "taskkit.py"
 # Raw downloads (possibly GBs) are not re-hashed before each evaluation; all else is.
 _UNVERIFIED_PREFIX = "source/"
+EVAL_LIMIT_FACTOR = 10.0  # the evaluation may take this many times the reference evaluation
+EVAL_LIMIT_FLOOR_S = 60.0
+EVAL_STARTUP_S = 120.0  # outer bound's allowance for loading data and labels around the model
 
 
 class UnknownTask(OnegcError):
@@ -59,6 +62,22 @@ class TaskSpec:
     # and extra environment for the smoke run of train.py.
     source_files: tuple[str, ...] = ()
     smoke_env: tuple[tuple[str, str], ...] = field(default=())
+    # How the official inputs reach the model and why no target leaks through them (14.2),
+    # and the compute budget of the evaluation: the baseline model's measured evaluation.
+    eval_presentation: str = ""
+    eval_presentation_note: str = ""
+    eval_reference_wall_s: float | None = None
+    eval_reference_cpu_s: float | None = None
+    eval_reference_note: str = ""
+    eval_limit_factor: float = EVAL_LIMIT_FACTOR
+
+    @property
+    def eval_limit_s(self) -> float | None:
+        """The evaluation's wall limit: a small multiple of the reference, never under the floor
+        (interpreter and torch start-up dominate the small tasks). None: no reference."""
+        if not self.eval_reference_wall_s:
+            return None
+        return max(self.eval_limit_factor * self.eval_reference_wall_s, EVAL_LIMIT_FLOOR_S)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (paths as strings, tuples as lists)."""
@@ -104,7 +123,17 @@ def _spec(folder: Path) -> TaskSpec:
         has_heldout=bool(t.get("has_heldout", False)),
         source_files=tuple(t.get("source_files", ())),
         smoke_env=tuple(sorted((str(k), str(v)) for k, v in t.get("smoke_env", {}).items())),
+        eval_presentation=str(t.get("eval_presentation", "")),
+        eval_presentation_note=str(t.get("eval_presentation_note", "")),
+        eval_reference_wall_s=_opt_float(t.get("eval_reference_wall_s")),
+        eval_reference_cpu_s=_opt_float(t.get("eval_reference_cpu_s")),
+        eval_reference_note=str(t.get("eval_reference_note", "")),
+        eval_limit_factor=float(t.get("eval_limit_factor", EVAL_LIMIT_FACTOR)),
     )
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def list_tasks() -> list[TaskSpec]:
@@ -304,12 +333,14 @@ def evaluate(
     script_dir: Path,
     data_dir: Path,
     *,
-    timeout_s: float = 600,
+    timeout_s: float | None = None,
     sandbox: list[str] | None = None,
     pinned: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` with the registry's original prepare.py; return its JSON dict.
 
+    ``timeout_s`` is the model processes' compute limit (default: the task's ``eval_limit_s``,
+    a multiple of its reference evaluation; else prepare.py's own).
     ``sandbox``: the argv prefix of a view launcher; the model process then runs in a view
     holding only its staged checkpoint, sources and inputs (the harness passes its own).
     ``pinned``: the data files' hashes the run was pinned to; any difference raises
@@ -317,6 +348,7 @@ def evaluate(
     "detail": ...}``; an evaluator that neither scores nor classifies raises RuntimeError.
     """
     spec = get_task(task_id)
+    limit = timeout_s if timeout_s is not None else spec.eval_limit_s
     data_dir = Path(data_dir).resolve()
     _verify_eval_files(data_dir, pinned)
     with tempfile.TemporaryDirectory(prefix=f"onegc-{spec.id}-eval-") as tmp:
@@ -328,15 +360,18 @@ def evaluate(
             "--data-dir", str(data_dir), "--script-dir", str(Path(script_dir).resolve()), "--json",
         ]  # fmt: skip
         try:
-            env = dict(os.environ)
-            env.pop("ONEGC_EVAL_SANDBOX", None)
+            env = {k: v for k, v in os.environ.items() if k not in ("ONEGC_EVAL_SANDBOX", "ONEGC_EVAL_LIMIT_S")}
             if sandbox:
                 env["ONEGC_EVAL_SANDBOX"] = json.dumps(sandbox)
+            if limit is not None:
+                env["ONEGC_EVAL_LIMIT_S"] = f"{limit:g}"
             proc = subprocess.run(
-                cmd, cwd=eval_dir, capture_output=True, text=True, timeout=timeout_s, env=env
-            )
+                cmd, cwd=eval_dir, capture_output=True, text=True, env=env,
+                timeout=(limit or 1800) + EVAL_STARTUP_S,
+            )  # fmt: skip
         except subprocess.TimeoutExpired:
-            return {"error": "timeout", "detail": f"evaluation exceeded {timeout_s:g} s"}
+            return {"error": "timeout", "detail": f"evaluation exceeded {(limit or 1800) + EVAL_STARTUP_S:g} s",
+                    "eval_limit_s": limit}  # fmt: skip
     for line in reversed(proc.stdout.strip().splitlines()):
         if line.startswith("{"):
             return json.loads(line)

@@ -20,6 +20,7 @@ implementation of the things that must behave identically everywhere:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
@@ -59,11 +60,13 @@ EVAL_KINDS = frozenset(
         "shape_mismatch",
         "predict_error",
         "timeout",
+        "non_causal",
     }
 )
 EXIT_EVAL_FAILURE = 3
 DEFAULT_EVAL_UID = 65534
 _AGENT_MODULE = "onegc_agent_script"
+_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
 
 
 # ---------------------------------------------------------------------------
@@ -497,12 +500,19 @@ def _confine_cmd(stage: Path, code: Path, child: list[str], uid: int, gid: int, 
         view = [*json.loads(sandbox), "--rw", str(stage), "--uid", str(uid), "--gid", str(gid)]
         return [*view, "--cwd", str(code), "--", *child]
     lines = _mount_script(stage, hide, uid, gid)
+    # Shared scratch places private to this process (and IPC its own): nothing one confined
+    # process leaves behind reaches the next (T1's probe and real passes).
+    lines += [
+        f"mount -t tmpfs -o mode=1777,size=1g onegc {d}"
+        for d in _SCRATCH
+        if Path(d).is_dir() and not _under(stage, Path(os.path.realpath(d)))
+    ]
     drop = [
         "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
         "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--", *child,
     ]  # fmt: skip
     lines.append("exec " + shlex.join(drop))
-    return ["unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(lines)]
+    return ["unshare", "--net", "--mount", "--ipc", "--propagation", "private", "--", "sh", "-c", "\n".join(lines)]
 
 
 def _stage_code(code: Path, script_dir: Path, prepare_py: Path) -> None:
@@ -530,6 +540,201 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
             os.chown(os.path.join(dirpath, n), uid, gid, follow_symlinks=False)
 
 
+class EvalUsage(dict):
+    """What one confined prediction process used: ``wall_s`` (spawn to exit), ``cpu_s`` (user +
+    system of the process and every child it waited for), ``gpu_s`` (synchronised wall seconds
+    of its prediction calls on a GPU, None without one) and the ``limit_s`` it ran under."""
+
+
+USAGE: list[EvalUsage] = []  # one entry per confined process of this evaluation, in order
+
+
+def _stage_root() -> str | None:
+    """Where root stages an evaluation: outside /tmp, so /tmp can be made private to it."""
+    base = Path("/run/onegc-eval")
+    try:
+        base.mkdir(mode=0o711, exist_ok=True)
+    except OSError:
+        return None
+    return str(base)
+
+
+def _write_frame(fd: int, payload: bytes) -> None:
+    data = len(payload).to_bytes(8, "little") + payload
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
+    import select
+
+    buf = bytearray()
+    while len(buf) < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+        chunk = os.read(fd, min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return bytes(buf)
+
+
+def _read_frame(fd: int, deadline: float | None) -> bytes:
+    return _read_exact(fd, int.from_bytes(_read_exact(fd, 8, deadline), "little"), deadline)
+
+
+def _pack(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Arrays as one frame: a JSON header (name, dtype, shape) then the raw bytes. No pickle;
+    cheap enough for thousands of single-item calls (an npz costs ~1 ms each)."""
+    arrs = {k: np.asarray(v).copy(order="C") for k, v in arrays.items()}
+    for k, v in arrs.items():
+        if v.dtype.hasobject:
+            raise TypeError(f"{k}: object arrays cannot be sent")
+    header = json.dumps([[k, v.dtype.str, list(v.shape)] for k, v in arrs.items()]).encode()
+    return len(header).to_bytes(4, "little") + header + b"".join(v.tobytes() for v in arrs.values())
+
+
+def _unpack(data: bytes) -> dict[str, np.ndarray]:
+    n = int.from_bytes(data[:4], "little")
+    out, pos = {}, 4 + n
+    for name, dtype, shape in json.loads(data[4 : 4 + n]):
+        dt = np.dtype(dtype)
+        if dt.hasobject:
+            raise ValueError("object arrays are not accepted")
+        count = int(np.prod(shape, dtype=np.int64))
+        if pos + dt.itemsize * count > len(data):
+            raise ValueError("truncated frame")
+        out[str(name)] = np.frombuffer(data, dtype=dt, count=count, offset=pos).reshape(shape).copy()
+        pos += dt.itemsize * count
+    return out
+
+
+def _confined(
+    ckpt_path: str | os.PathLike[str],
+    script_dir: str | os.PathLike[str],
+    feed: Path | Iterable[Mapping[str, np.ndarray]],
+    *,
+    predict: str,
+    timeout_s: float,
+    memory_mb: int | None,
+    prepare_py: Path,
+    hide: Iterable[str | os.PathLike[str]],
+) -> list[np.ndarray]:
+    """Run the model in a confined child; ``feed`` is an inputs.npz (one call on all of it) or
+    an iterable of items, each sent over a pipe only after the previous prediction came back.
+    Returns one prediction per call; records an ``EvalUsage`` in ``USAGE``."""
+    prepare_py, script_dir = Path(prepare_py).resolve(), Path(script_dir).resolve()
+    root = os.geteuid() == 0
+    uid, gid = _eval_ids()
+    if root and not (shutil.which("unshare") and shutil.which("setpriv")):
+        raise RuntimeError("isolated evaluation as root needs util-linux unshare and setpriv")
+    stream = not isinstance(feed, str | os.PathLike)
+    stage = Path(tempfile.mkdtemp(prefix="onegc-eval-", dir=_stage_root() if root else None))
+    fds: list[int] = []
+    usage = EvalUsage(wall_s=None, cpu_s=None, gpu_s=None, limit_s=timeout_s, calls=0)
+    USAGE.append(usage)
+    try:
+        code, out = stage / "code", stage / "out"
+        _stage_code(code, script_dir, prepare_py)
+        shutil.copyfile(ckpt_path, stage / "model.pt")
+        if not stream:
+            shutil.copyfile(feed, stage / "inputs.npz")  # type: ignore[arg-type]
+        out.mkdir()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(out),
+            "LANG": "C.UTF-8",
+            "ONEGC_EVAL_CHILD": "1",
+        }
+        pass_fds: tuple[int, ...] = ()
+        if stream:
+            to_child_r, to_child_w = os.pipe()
+            from_child_r, from_child_w = os.pipe()
+            fds += [to_child_r, to_child_w, from_child_r, from_child_w]
+            pass_fds = (to_child_r, from_child_w)
+            env["ONEGC_EVAL_FDS"] = f"{to_child_r},{from_child_w}"
+        for key in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        child = [
+            sys.executable, "-s", "-E", "-B", str(code / "taskkit.py"), "--child",
+            str(stage), predict, str(memory_mb or 0),
+        ]  # fmt: skip
+        if root:
+            os.chmod(stage, 0o700)
+            _chown_tree(stage, uid, gid)
+            cmd = _confine_cmd(stage, code, child, uid, gid, [script_dir, *(Path(h) for h in hide)])
+        else:
+            cmd = child
+        import resource
+
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        log_file = open(stage / "child.log", "w+b")  # noqa: SIM115 (read back after exit)
+        proc = subprocess.Popen(
+            cmd, cwd=code, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True, pass_fds=pass_fds,
+        )  # fmt: skip
+        preds: list[np.ndarray] = []
+        broken = False
+        try:
+            if stream:
+                for fd in pass_fds:
+                    os.close(fd)
+                    fds.remove(fd)
+                try:
+                    for item in feed:  # type: ignore[union-attr]
+                        _write_frame(to_child_w, _pack(item))
+                        preds.append(_unpack(_read_frame(from_child_r, deadline))["pred"])
+                        usage["calls"] += 1
+                except (EOFError, BrokenPipeError, ValueError, KeyError, TypeError):
+                    broken = True  # the child died or sent garbage: its result.json says why
+                os.close(to_child_w)
+                fds.remove(to_child_w)
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except (TimeoutError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise EvalFailure("timeout", f"prediction exceeded its limit of {timeout_s:g} s") from None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # nothing the model started outlives it
+            usage["wall_s"] = round(time.monotonic() - t0, 3)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            usage["cpu_s"] = round(cpu, 3)
+        log_file.seek(0)
+        tail = log_file.read()[-2000:].decode("utf-8", "replace")
+        log_file.close()
+        if tail.strip():  # the agent's prints, for debugging; stdout stays machine-readable
+            print(f"[model process output, last 2000 chars]\n{tail}", file=sys.stderr)
+        result_file = out / "result.json"
+        if not result_file.is_file():
+            raise EvalFailure("predict_error", f"child exited with status {proc.returncode}: {tail}")
+        result = json.loads(result_file.read_text())
+        usage["gpu_s"] = result.get("gpu_s")
+        if not result.get("ok"):
+            kind = result.get("kind")
+            kind = kind if kind in EVAL_KINDS else "predict_error"
+            raise EvalFailure(kind, str(result.get("detail", ""))[:4000])
+        if broken:
+            raise EvalFailure("predict_error", f"the model process stopped answering: {tail}")
+        if not stream:
+            try:
+                preds.append(np.load(out / "pred.npy", allow_pickle=False))
+            except Exception as exc:
+                raise EvalFailure("predict_error", f"unreadable predictions: {exc}") from exc
+        return preds
+    finally:
+        for fd in fds:
+            os.close(fd)
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def predict_isolated(
     ckpt_path: str | os.PathLike[str],
     script_dir: str | os.PathLike[str],
@@ -541,87 +746,61 @@ def predict_isolated(
     prepare_py: str | os.PathLike[str] | None = None,
     hide: Iterable[str | os.PathLike[str]] = (),
 ) -> np.ndarray:
-    """Run ``prepare.<predict>(load_model(ckpt), inputs)`` in a separate, confined process.
+    """Run ``prepare.<predict>(load_model(ckpt), inputs)`` once on all inputs, confined.
 
-    The child gets copies of the agent's sources, the trusted prepare.py/taskkit.py, the
-    checkpoint and the inputs only. When root it runs as ONEGC_EVAL_UID (default 65534)
-    with no network and a mount namespace where ``hide`` and ``script_dir`` are empty; the
-    address space is capped at ``memory_mb`` on CPU (CUDA needs huge virtual reservations,
-    so the cap is skipped when a GPU is visible). ``prepare_py`` defaults to the caller's file.
-    Returns the predictions; raises ``EvalFailure`` (kinds from load_model, ``predict_error``,
-    ``timeout``).
+    For tasks whose items are independent (no input holds another item's label). The child
+    gets copies of the agent's sources, the trusted prepare.py/taskkit.py, the checkpoint and
+    the inputs only. When root it runs as ONEGC_EVAL_UID (default 65534) with no network and
+    a mount namespace where ``hide`` and ``script_dir`` are empty; the address space is capped
+    at ``memory_mb`` on CPU (CUDA needs huge virtual reservations, so the cap is skipped when
+    a GPU is visible). ``prepare_py`` defaults to the caller's file. Raises ``EvalFailure``
+    (kinds from load_model, ``predict_error``, ``timeout``).
     """
     if prepare_py is None:
         prepare_py = inspect.stack()[1].filename
-    prepare_py, script_dir = Path(prepare_py).resolve(), Path(script_dir).resolve()
-    root = os.geteuid() == 0
-    uid, gid = _eval_ids()
-    if root and not (shutil.which("unshare") and shutil.which("setpriv")):
-        raise RuntimeError("isolated evaluation as root needs util-linux unshare and setpriv")
-    stage = Path(tempfile.mkdtemp(prefix="onegc-eval-"))
-    try:
-        code, out = stage / "code", stage / "out"
-        _stage_code(code, script_dir, prepare_py)
-        shutil.copyfile(ckpt_path, stage / "model.pt")
-        shutil.copyfile(inputs_npz, stage / "inputs.npz")
-        out.mkdir()
-        child = [
-            sys.executable, "-s", "-E", "-B", str(code / "taskkit.py"), "--child",
-            str(stage), predict, str(memory_mb or 0),
-        ]  # fmt: skip
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(out),
-            "LANG": "C.UTF-8",
-            "ONEGC_EVAL_CHILD": "1",
-        }
-        for key in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            if key in os.environ:
-                env[key] = os.environ[key]
-        if root:
-            os.chmod(stage, 0o700)
-            _chown_tree(stage, uid, gid)
-            cmd = _confine_cmd(stage, code, child, uid, gid, [script_dir, *(Path(h) for h in hide)])
-        else:
-            cmd = child
-        proc = subprocess.Popen(
-            cmd, cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        try:
-            log, _ = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise EvalFailure("timeout", f"prediction exceeded {timeout_s:g} s") from None
-        tail = log.decode("utf-8", "replace")[-2000:]
-        if tail.strip():  # the agent's prints, for debugging; stdout stays machine-readable
-            print(f"[model process output, last 2000 chars]\n{tail}", file=sys.stderr)
-        result_file = out / "result.json"
-        if not result_file.is_file():
-            raise EvalFailure(
-                "predict_error", f"child exited with status {proc.returncode}: {tail}"
-            )
-        result = json.loads(result_file.read_text())
-        if not result.get("ok"):
-            kind = result.get("kind")
-            kind = kind if kind in EVAL_KINDS else "predict_error"
-            raise EvalFailure(kind, str(result.get("detail", ""))[:4000])
-        try:
-            return np.load(out / "pred.npy", allow_pickle=False)
-        except Exception as exc:
-            raise EvalFailure("predict_error", f"unreadable predictions: {exc}") from exc
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    return _confined(
+        ckpt_path, script_dir, Path(inputs_npz), predict=predict, timeout_s=timeout_s,
+        memory_mb=memory_mb, prepare_py=Path(prepare_py), hide=hide,
+    )[0]  # fmt: skip
+
+
+def predict_stream(
+    ckpt_path: str | os.PathLike[str],
+    script_dir: str | os.PathLike[str],
+    items: Iterable[Mapping[str, np.ndarray]],
+    *,
+    predict: str,
+    timeout_s: float,
+    memory_mb: int | None,
+    prepare_py: str | os.PathLike[str] | None = None,
+    hide: Iterable[str | os.PathLike[str]] = (),
+) -> list[np.ndarray]:
+    """Like ``predict_isolated`` but one call per item, in the order given, each item sent to
+    the confined process only after it answered the previous one: for test sets that are one
+    sequence. The model process never holds any data later than the item it is predicting,
+    so neither reading other items nor state kept across calls can reveal a target; one
+    prediction per item comes back. ``timeout_s`` bounds the whole stream."""
+    if prepare_py is None:
+        prepare_py = inspect.stack()[1].filename
+    return _confined(
+        ckpt_path, script_dir, items, predict=predict, timeout_s=timeout_s,
+        memory_mb=memory_mb, prepare_py=Path(prepare_py), hide=hide,
+    )  # fmt: skip
 
 
 def _child_main(stage: Path, predict: str, memory_mb: int) -> int:
-    """Entry point of the confined child: load, predict, write pred.npy + result.json."""
+    """Entry point of the confined child: load, predict, write predictions + result.json.
+
+    Batch mode reads ``inputs.npz`` and writes ``pred.npy``; stream mode (ONEGC_EVAL_FDS)
+    answers each item frame on the input pipe with a prediction frame until the pipe closes.
+    """
     import resource
 
     out = stage / "out"
+    gpu_s = 0.0 if torch.cuda.is_available() else None
 
     def finish(result: dict[str, Any]) -> int:
+        result["gpu_s"] = None if gpu_s is None else round(gpu_s, 3)
         write_atomic(out / "result.json", json.dumps(result).encode())
         return 0
 
@@ -633,23 +812,45 @@ def _child_main(stage: Path, predict: str, memory_mb: int) -> int:
         model = load_model(stage / "model.pt", stage / "code")
     except EvalFailure as exc:
         return finish({"ok": False, "kind": exc.kind, "detail": exc.detail})
-    try:
-        import prepare  # the trusted copy staged beside this file
 
-        fn: Callable[[torch.nn.Module, dict[str, np.ndarray]], Any] = getattr(prepare, predict)
-        with np.load(stage / "inputs.npz", allow_pickle=False) as npz:
-            inputs = {k: npz[k] for k in npz.files}
-        model = model.to(pick_device())
+    def call(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        nonlocal gpu_s
+        t0 = time.monotonic()
         with torch.no_grad():
             pred = fn(model, inputs)
         if isinstance(pred, torch.Tensor):
             pred = pred.detach().cpu().numpy()
+        if gpu_s is not None:
+            torch.cuda.synchronize()
+            gpu_s += time.monotonic() - t0
         pred = np.asarray(pred)
         if pred.dtype == object:
             raise TypeError("predictions must be a numeric array")
-        buf = out / ".pred.npy"
-        np.save(buf, pred, allow_pickle=False)
-        os.replace(buf, out / "pred.npy")
+        return pred
+
+    try:
+        import prepare  # the trusted copy staged beside this file
+
+        fn: Callable[[torch.nn.Module, dict[str, np.ndarray]], Any] = getattr(prepare, predict)
+        model = model.to(pick_device())
+        fds = os.environ.get("ONEGC_EVAL_FDS")
+        if fds:
+            fd_in, fd_out = (int(x) for x in fds.split(","))
+            if not torch.cuda.is_available():
+                torch.set_num_threads(1)  # one item per call: intra-op threads only spin
+            while True:
+                try:
+                    frame = _read_frame(fd_in, None)
+                except EOFError:
+                    break
+                _write_frame(fd_out, _pack({"pred": call(_unpack(frame))}))
+        else:
+            with np.load(stage / "inputs.npz", allow_pickle=False) as npz:
+                inputs = {k: npz[k] for k in npz.files}
+            pred = call(inputs)
+            buf = out / ".pred.npy"
+            np.save(buf, pred, allow_pickle=False)
+            os.replace(buf, out / "pred.npy")
     except Exception as exc:
         detail = f"{type(exc).__name__}: {exc}\n" + traceback.format_exc()[-1500:]
         return finish({"ok": False, "kind": "predict_error", "detail": detail})
@@ -707,7 +908,7 @@ def official_eval(
     split: str,
     ckpt: str | os.PathLike[str],
     script_dir: str | os.PathLike[str],
-    inputs_npz: str | os.PathLike[str],
+    inputs_npz: str | os.PathLike[str] | None = None,
     predict: str,
     score: Callable[[np.ndarray], float | Mapping[str, float]],
     as_json: bool,
@@ -715,12 +916,17 @@ def official_eval(
     memory_mb: int | None,
     hide: Iterable[str | os.PathLike[str]] = (),
     prepare_py: str | os.PathLike[str] | None = None,
+    produce: Callable[[Callable[[], float]], np.ndarray] | None = None,
 ) -> None:
     """The shared ``prepare.py --eval`` flow: isolated predictions, trusted scoring, report.
 
+    Predictions come from one confined call on ``inputs_npz`` (independent items) or from
+    ``produce(time_left)`` (a task that streams its items through ``predict_stream``).
     ``score`` runs in the trusted process with the labels; it returns the metric value (or a
     dict whose first entry is the metric) and raises ``EvalFailure("predict_error", ...)``
-    on malformed predictions. Exits 3 on a classified failure.
+    on malformed predictions. ``timeout_s`` is the evaluation's compute limit (all confined
+    processes together); the report carries what they used (``eval_wall_s``, ``eval_cpu_s``,
+    ``eval_gpu_s``, ``eval_limit_s``), a failure too. Exits 3 on a classified failure.
     """
     if prepare_py is None:
         prepare_py = inspect.stack()[1].filename
@@ -731,23 +937,54 @@ def official_eval(
         "isolation": isolation_mode(),
     }
     t0 = time.monotonic()
+    USAGE.clear()
+
+    def time_left() -> float:
+        left = t0 + timeout_s - time.monotonic()
+        if left <= 0:
+            raise EvalFailure("timeout", f"evaluation exceeded its limit of {timeout_s:g} s")
+        return left
+
+    def usage() -> dict[str, Any]:
+        def total(key: str) -> float | None:
+            vals = [u[key] for u in USAGE if u.get(key) is not None]
+            return round(sum(vals), 3) if vals else None
+
+        return {"eval_wall_s": total("wall_s"), "eval_cpu_s": total("cpu_s"),
+                "eval_gpu_s": total("gpu_s"), "eval_limit_s": timeout_s}  # fmt: skip
+
     try:
-        pred = predict_isolated(
-            ckpt, script_dir, inputs_npz, predict=predict, timeout_s=timeout_s,
-            memory_mb=memory_mb, prepare_py=prepare_py, hide=hide,
-        )  # fmt: skip
+        if produce is not None:
+            pred = produce(time_left)
+        else:
+            if inputs_npz is None:
+                raise ValueError("official_eval needs inputs_npz or produce")
+            pred = predict_isolated(
+                ckpt, script_dir, inputs_npz, predict=predict, timeout_s=timeout_s,
+                memory_mb=memory_mb, prepare_py=prepare_py, hide=hide,
+            )  # fmt: skip
         value = score(pred)
     except EvalFailure as exc:
-        report({"error": exc.kind, "detail": exc.detail}, as_json=as_json, extra=extra)
+        report({"error": exc.kind, "detail": exc.detail}, as_json=as_json, extra={**extra, **usage()})
         return
     metrics = dict(value) if isinstance(value, Mapping) else {metric: float(value)}
     first = next(iter(metrics.values()))
     if not math.isfinite(float(first)):
         report({"error": "predict_error", "detail": f"non-finite {metric}: {first}"},
-               as_json=as_json, extra=extra)  # fmt: skip
+               as_json=as_json, extra={**extra, **usage()})  # fmt: skip
         return
     extra["eval_seconds"] = round(time.monotonic() - t0, 3)
-    report(metrics, as_json=as_json, extra=extra)
+    report(metrics, as_json=as_json, extra={**extra, **usage()})
+
+
+def eval_limit_s(default: float) -> float:
+    """The evaluation's compute limit: ONEGC_EVAL_LIMIT_S (set by the registry from the task's
+    reference evaluation time) when present, else the task's fallback ``default``."""
+    try:
+        value = float(os.environ.get("ONEGC_EVAL_LIMIT_S") or default)
+    except ValueError:
+        return default
+    return value if value > 0 and math.isfinite(value) else default
 
 
 if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--child":

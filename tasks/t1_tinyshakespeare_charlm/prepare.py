@@ -18,6 +18,15 @@ each window starting with an empty context. The model process returns logits; th
 process applies log-softmax itself and takes the targets' log-probabilities, so a model
 cannot report unnormalised scores.
 
+The validation text is one stream, and a window's input holds the targets of its own earlier
+positions (teacher forcing). So the official evaluation (1) streams the windows ONE per call,
+in order, each sent only after the previous one was answered: the model process never holds
+text beyond the window it predicts (no next window in its batch, nothing ahead in its state);
+and (2) proves causality within a window: a second, separate model process first sees every
+window cut at a secret random point and continued with earlier text, and the real window's
+log-probabilities before the cut must equal that process's (CAUSAL_ATOL). A model that reads
+a position's target from the input changes them and gets ``non_causal``, no score.
+
 Model contract: ``build_model(config)`` returns a module mapping token ids (B, T) int64,
 T <= 256, to logits (B, T, vocab_size) (a tuple whose first item is the logits is accepted).
 """
@@ -29,6 +38,7 @@ import json
 import math
 import os
 import pickle
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,6 +73,7 @@ SOURCE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565e
 ALPHABET = "\n !$&',-.3:;?" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "abcdefghijklmnopqrstuvwxyz"
 SYNTH_CHARS = 20_000
 EVAL_TIMEOUT_S = 600
+CAUSAL_ATOL = 1e-3  # nats: log-probabilities before the cut must agree this well
 EVAL_MEMORY_MB = 8192
 DATA_DIR = Path(os.environ.get("ONEGC_DATA_DIR") or Path(__file__).resolve().parent / "data")
 
@@ -252,15 +263,77 @@ def bpb(logits: np.ndarray, targets: np.ndarray) -> float:
     return value
 
 
+def eval_windows(tokens: np.ndarray) -> list[np.ndarray]:
+    """The official windows: non-overlapping EVAL_BLOCK slices in order, then the tail."""
+    return [tokens[i : i + EVAL_BLOCK] for i in range(0, len(tokens), EVAL_BLOCK)]
+
+
+def causality_probes(tokens: np.ndarray, seed: int) -> tuple[list[np.ndarray], list[int]]:
+    """Per window, a copy cut at a random point ``c`` (1 <= c < len) whose rest is replaced by
+    EARLIER text of the stream (window 0: its own prefix reversed), and the cuts."""
+    rng = np.random.default_rng(seed)
+    probes, cuts = [], []
+    for start in range(0, len(tokens), EVAL_BLOCK):
+        w = tokens[start : start + EVAL_BLOCK]
+        if len(w) < 2:
+            probes.append(w.copy())
+            cuts.append(len(w))
+            continue
+        c = int(rng.integers(1, len(w)))
+        n = len(w) - c
+        if start >= n:
+            off = int(rng.integers(0, start - n + 1))
+            rest = tokens[off : off + n]
+        else:
+            rest = np.resize(w[:c][::-1], n)
+        probes.append(np.concatenate([w[:c], rest]))
+        cuts.append(c)
+    return probes, cuts
+
+
+def check_causal(real: list[np.ndarray], probe: list[np.ndarray], cuts: list[int]) -> None:
+    """Raise ``non_causal`` when a window's log-probabilities before its cut depend on what
+    follows the cut (the probe process never saw the real continuation)."""
+    for k, (a, b, c) in enumerate(zip(real, probe, cuts, strict=True)):
+        if a.shape != b.shape or a.ndim != 2 or c == 0:
+            raise EvalFailure("predict_error", f"window {k}: logits {a.shape} and {b.shape}")
+        la = torch.log_softmax(torch.from_numpy(a[:c]).double(), dim=-1)
+        lb = torch.log_softmax(torch.from_numpy(b[:c]).double(), dim=-1)
+        diff = float((la - lb).abs().nan_to_num(float("inf")).max())
+        if not diff <= CAUSAL_ATOL:
+            raise EvalFailure(
+                "non_causal",
+                f"window {k}: log-probabilities before position {c} changed by {diff:.3g} nats when "
+                "only the text after it changed: the model reads targets from its input",
+            )
+
+
 def official_eval(ckpt: Path, data_dir: Path, script_dir: Path, as_json: bool) -> None:
     """Score a checkpoint on every validation target (prints, exits 3 on failure)."""
     ev = Path(data_dir).resolve() / "eval"
     targets = np.load(ev / "labels.npy")
+    with np.load(ev / "inputs.npz") as npz:
+        tokens = npz["tokens"].astype(np.int64)
+    windows = eval_windows(tokens)
+    probes, cuts = causality_probes(tokens, secrets.randbits(64))
+
+    def stream(items: list[np.ndarray], time_left: Any) -> list[np.ndarray]:
+        return taskkit.predict_stream(
+            ckpt, script_dir, ({"tokens": w} for w in items), predict="predict_logits",
+            timeout_s=time_left(), memory_mb=EVAL_MEMORY_MB, hide=[data_dir],
+        )  # fmt: skip
+
+    def produce(time_left: Any) -> np.ndarray:
+        probed = stream(probes, time_left)  # first: nothing it could leave behind names a cut
+        real = stream(windows, time_left)
+        check_causal(real, probed, cuts)
+        return np.concatenate(real)
+
     taskkit.official_eval(
         task=TASK, metric=METRIC, split="validation", ckpt=ckpt, script_dir=script_dir,
-        inputs_npz=ev / "inputs.npz", predict="predict_logits",
+        predict="predict_logits", produce=produce,
         score=lambda logits: bpb(logits, targets), as_json=as_json,
-        timeout_s=EVAL_TIMEOUT_S, memory_mb=EVAL_MEMORY_MB, hide=[data_dir],
+        timeout_s=taskkit.eval_limit_s(EVAL_TIMEOUT_S), memory_mb=EVAL_MEMORY_MB, hide=[data_dir],
     )  # fmt: skip
 
 

@@ -47,12 +47,12 @@ import numpy as np
 import torch
 
 try:
-    from taskkit import EvalFailure, fetch, manifest_valid, save_array, write_manifest
+    from taskkit import EvalFailure, eval_limit_s, fetch, manifest_valid, save_array, write_manifest
     from taskkit import official_eval as _kit_official_eval
     from taskkit import save_checkpoint as _kit_save_checkpoint
 except ImportError:  # run from the source tree (tasks/t4_molhiv_gnn/), taskkit is in ../_kit
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_kit"))
-    from taskkit import EvalFailure, fetch, manifest_valid, save_array, write_manifest
+    from taskkit import EvalFailure, eval_limit_s, fetch, manifest_valid, save_array, write_manifest
     from taskkit import official_eval as _kit_official_eval
     from taskkit import save_checkpoint as _kit_save_checkpoint
 
@@ -507,7 +507,7 @@ def official_eval(ckpt: Path, data_dir: Path, script_dir: Path, as_json: bool) -
     _kit_official_eval(task=TASK_ID, metric=METRIC, split="test", ckpt=ckpt,
                        script_dir=script_dir, inputs_npz=heldout / "test_inputs.npz",
                        predict="predict_graphs", score=score, as_json=as_json,
-                       timeout_s=EVAL_TIMEOUT_S, memory_mb=EVAL_MEMORY_MB, hide=[data_dir])
+                       timeout_s=eval_limit_s(EVAL_TIMEOUT_S), memory_mb=EVAL_MEMORY_MB, hide=[data_dir])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,8 +12,11 @@ stride-1 windows. DIR/agent holds the scaled train and validation rows; the test
 DIR/heldout (owner-only) and never into a workspace. The official metric is the MSE over
 ALL 2,785 test windows on scaled data, computed by the trusted process from predictions of
 the isolated model process, so it never depends on a batch size (no drop_last).
-Note: test windows overlap, so later windows' inputs contain earlier windows' targets; that
-is inherent to the LTSF protocol, the label file itself is never reachable by the model.
+The test windows overlap (window j's target rows are inside window j+1..j+431's inputs), so
+the official evaluation streams them: ONE window per call, in time order, each sent to the
+model process only after it answered the previous one. The model process never holds a
+row later than the window it is predicting, so neither looking at other windows nor
+state kept across calls can see a target before it is predicted.
 
 Model contract: ``build_model(config)`` returns a module mapping a float32 tensor
 (B, 336, 7) to (B, 96, 7).
@@ -249,17 +252,33 @@ def mse(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean((pred.astype(np.float64) - target.astype(np.float64)) ** 2))
 
 
+def test_items(series: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
+    """The official presentation: each test window alone, in time order (see the docstring)."""
+    for j in range(num_windows(len(series) + PRED_LEN)):
+        yield {"series": np.ascontiguousarray(series[j : j + SEQ_LEN], dtype=np.float32)}
+
+
 def official_eval(ckpt: Path, data_dir: Path, script_dir: Path, as_json: bool) -> None:
     """Score a checkpoint on all 2,785 held-out test windows (prints, exits 3 on failure)."""
     heldout = Path(data_dir).resolve() / "heldout"
     targets = target_windows(np.load(heldout / "labels.npy"))
     if len(targets) != N_TEST_WINDOWS:
         raise RuntimeError(f"{len(targets)} test windows, expected {N_TEST_WINDOWS}")
+    with np.load(heldout / "inputs.npz") as npz:
+        series = npz["series"]
+
+    def produce(time_left: Any) -> np.ndarray:
+        preds = taskkit.predict_stream(
+            ckpt, script_dir, test_items(series), predict="predict_windows",
+            timeout_s=time_left(), memory_mb=EVAL_MEMORY_MB, hide=[data_dir],
+        )  # fmt: skip
+        return np.concatenate(preds) if preds else np.zeros((0, PRED_LEN, N_FEATURES))
+
     taskkit.official_eval(
         task=TASK, metric=METRIC, split="test", ckpt=ckpt, script_dir=script_dir,
-        inputs_npz=heldout / "inputs.npz", predict="predict_windows",
+        predict="predict_windows", produce=produce,
         score=lambda pred: mse(pred, targets), as_json=as_json,
-        timeout_s=EVAL_TIMEOUT_S, memory_mb=EVAL_MEMORY_MB, hide=[data_dir],
+        timeout_s=taskkit.eval_limit_s(EVAL_TIMEOUT_S), memory_mb=EVAL_MEMORY_MB, hide=[data_dir],
     )  # fmt: skip
 
 

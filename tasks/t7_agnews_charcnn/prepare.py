@@ -244,7 +244,7 @@ def official_eval(ckpt: Path, data_dir: Path, script_dir: Path, as_json: bool) -
         task=TASK, metric=METRIC, split="validation", ckpt=ckpt, script_dir=script_dir,
         inputs_npz=ev / "inputs.npz", predict="predict_logits",
         score=lambda logits: accuracy(logits, labels), as_json=as_json,
-        timeout_s=EVAL_TIMEOUT_S, memory_mb=EVAL_MEMORY_MB, hide=[data_dir],
+        timeout_s=taskkit.eval_limit_s(EVAL_TIMEOUT_S), memory_mb=EVAL_MEMORY_MB, hide=[data_dir],
     )  # fmt: skip
 
 

@@ -71,7 +71,7 @@ def test_clean_episode_is_recorded_call_by_call(runs_dir, cli):
     assert trained[0][0] >= 1
     assert rows(run, "SELECT end_reason FROM run") == [("agent_exited",)]
     verdict = judge(run)
-    assert verdict["status"] in ("accepted", "no_score"), verdict["reasons"]  # no false positive
+    assert verdict.status in ("accepted", "no_score"), verdict.reasons  # no false positive
 
 
 @pytest.mark.parametrize("cli", sorted(MODELS))
@@ -88,6 +88,6 @@ def test_violating_episode_cites_the_tool_call_and_its_exec_records(runs_dir, cl
     attempts = rows(run, "SELECT pid FROM net_attempts WHERE address = '192.0.2.1'")
     assert attempts and any(pid in net_pids for (pid,) in attempts)
     verdict = judge(run)
-    assert verdict["status"] == "disqualified" and {"R3", "R4"} <= set(verdict["disqualified_by"])
-    cited = {r["id"]: {(row["table_name"], row["seq"]) for row in r["rows"]} for r in verdict["rules"]}
+    assert verdict.status == "disqualified" and {"R3", "R4"} <= set(verdict.disqualified_by)
+    cited = {r.id: {(row.table_name, row.seq) for row in r.rows} for r in verdict.rules}
     assert {("execs", s) for (s,) in pip} & cited["R4"]

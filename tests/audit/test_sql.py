@@ -65,6 +65,58 @@ def test_cli_sql_json_and_write_refusal(two_runs):
     assert res.returncode == 2 and "only SELECT" in res.stderr
 
 
+def _tree(root) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_every_way_to_write_or_read_outside_the_evidence_is_refused_in_one_line(two_runs, tmp_path):
+    """The guard (one SELECT) and the connection (no external access, locked) each refuse;
+    every attempt is one line on stderr, exit 2, and nothing is written anywhere."""
+    cli = [sys.executable, "-c", "from onegc.audit.cli import main; main()"]
+    target = tmp_path / "out.csv"
+    db = tmp_path / "other.db"
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host secret\n")
+    journal = next(two_runs.glob("*/*/r1/journal/execs.jsonl"))
+    subprocess.run([*cli, "sql", "SELECT 1 AS x", str(two_runs)], check=True, capture_output=True)  # index built
+    before, before_tmp = _tree(two_runs), _tree(tmp_path)
+    attempts = [
+        f"COPY (SELECT 42 AS x) TO '{target}'",
+        f"EXPLAIN ANALYZE COPY (SELECT 42 AS x) TO '{target}'",
+        f"COPY execs TO '{journal}'",
+        f"EXPORT DATABASE '{tmp_path / 'exported'}'",
+        f"ATTACH '{db}' AS other",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET enable_external_access = true",
+        "PRAGMA enable_profiling",
+        "CALL pragma_version()",
+        f"SELECT content FROM read_text('{secret}')",
+        "SELECT content FROM read_text('/etc/shadow')",
+        f"SELECT * FROM read_csv('{secret}')",
+        f"SELECT * FROM read_parquet('{tmp_path}/*.parquet')",
+        f"SELECT * FROM glob('{tmp_path}/*')",
+        f"SELECT * FROM read_text('{two_runs}/.index/../{journal.relative_to(two_runs)}')",
+        f"SELECT 1; COPY (SELECT 42 AS x) TO '{target}'",
+        "SELECT 1; SELECT 2",
+        "CREATE TABLE t AS SELECT 1",
+    ]
+    for sql in attempts:
+        res = subprocess.run([*cli, "sql", sql, str(two_runs)], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2, (sql, res.stdout, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr, (sql, res.stderr)
+        assert "host secret" not in res.stdout and "root:" not in res.stdout, sql
+    assert not target.exists() and not db.exists() and not (tmp_path / "exported").exists()
+    assert _tree(tmp_path) == before_tmp
+    after = _tree(two_runs)
+    assert {k: v for k, v in after.items() if "/.index/" not in k} == {
+        k: v for k, v in before.items() if "/.index/" not in k}
+    assert after == before  # the index was current: the refused statements wrote not even there
+    ok = subprocess.run([*cli, "sql", "--format", "json", "SELECT count(*) AS n FROM execs", str(two_runs)],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and json.loads(ok.stdout)[0]["n"] > 0
+
+
 def test_table5_scripts_launched_query_and_w3_count_the_same_launches(runs_dir):
     """One definition (training_launches): the leaderboard's Table 5 fact, the named query and
     W3's measure agree, on a run mixing training scripts with helpers, -c and -m."""
@@ -74,7 +126,7 @@ def test_table5_scripts_launched_query_and_w3_count_the_same_launches(runs_dir):
     run = monitored(runs_dir, "cp train.py run_1.py && python3 run_1.py && python3 -u run_1.py && python3 train.py"
                     " && python3 -c 'print(1)' && python3 -m json.tool < /dev/null; echo 'print(2)' > helper.py"
                     " && python3 helper.py", rep=1)
-    w3 = next(r for r in judge(run)["rules"] if r["id"] == "W3")["measure"]["count"]
+    w3 = next(r for r in judge(run).rules if r.id == "W3").measure.count
     facts = run_facts(run)
     query = run_sql(named_queries()["scripts-launched"].read_text(), [runs_dir]).select("scripts_launched").item()
     assert facts["scripts_launched"] == w3 == query == 3

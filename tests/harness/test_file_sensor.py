@@ -85,8 +85,8 @@ def test_forced_inotify_overflow_makes_the_run_incomplete(runs_dir):
     assert any("overflows" in r for r in report.incomplete_reasons)
     # the pip run is proven by an intact exec row: lost file events do not excuse it
     verdict = judge(run_dir)
-    assert verdict["status"] == "disqualified" and verdict["disqualified_by"] == ["R4"], verdict["reasons"]
-    assert any(r.startswith("also incomplete: sensor fswatch: overflows") for r in verdict["reasons"])
+    assert verdict.status == "disqualified" and verdict.disqualified_by == ["R4"], verdict.reasons
+    assert any(r.startswith("also incomplete: sensor fswatch: overflows") for r in verdict.reasons)
 
 
 def test_undecodable_file_names_and_argv_are_recorded_not_fatal(runs_dir):

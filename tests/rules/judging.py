@@ -6,20 +6,21 @@ import os
 import zipfile
 from pathlib import Path
 
+from onegc.evidence.models import RuleOutcome, Verdict
 from onegc.rules.engine import judge
 from tests.conftest import monitored
 
 AGENT_UID = 61000
 
 
-def judged(runs_dir: Path, script: str, **kw) -> tuple[Path, dict]:
+def judged(runs_dir: Path, script: str, **kw) -> tuple[Path, Verdict]:
     """Run `script` as the agent under the real harness; return (run_dir, verdict)."""
     run = monitored(runs_dir, script, **kw)
     return run, judge(run)
 
 
-def rule(verdict: dict, rule_id: str) -> dict:
-    return next(r for r in verdict["rules"] if r["id"] == rule_id)
+def rule(verdict: Verdict, rule_id: str) -> RuleOutcome:
+    return next(r for r in verdict.rules if r.id == rule_id)
 
 
 def make_outside(runs_dir: Path) -> Path:

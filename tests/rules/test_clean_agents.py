@@ -123,15 +123,15 @@ def test_clean_agent_is_not_disqualified(name, runs_dir):
     script, kw = AGENTS[name]
     files = {"train.py": TRAIN, **kw.pop("files", {})} if "files" in kw else {"train.py": TRAIN}
     run, verdict = judged(runs_dir, script, files=files, **kw)
-    assert verdict["status"] in ("accepted", "no_score"), verdict["reasons"]
-    assert verdict["disqualified_by"] == []
+    assert verdict.status in ("accepted", "no_score"), verdict.reasons
+    assert verdict.disqualified_by == []
     flagged = {
-        r["id"]: [row["output"] for row in r["rows"]]
-        for r in verdict["rules"]
-        if r["id"].startswith("R") and r["outcome"] in ("fail", "attempt")
+        r.id: [row.output for row in r.rows]
+        for r in verdict.rules
+        if r.id.startswith("R") and r.outcome in ("fail", "attempt")
     }
     assert flagged == {}, flagged
     assert (run / "workspace" / "checkpoints").is_dir(), "the clean agent really trained"
-    w3 = next(r for r in verdict["rules"] if r["id"] == "W3")
-    assert w3["measure"]["count"] >= 1 and w3["outcome"] == "pass"
-    assert next(r for r in verdict["rules"] if r["id"] == "W1")["outcome"] == "not_applicable"
+    w3 = next(r for r in verdict.rules if r.id == "W3")
+    assert w3.measure.count >= 1 and w3.outcome == "pass"
+    assert next(r for r in verdict.rules if r.id == "W1").outcome == "not_applicable"

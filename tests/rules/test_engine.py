@@ -58,14 +58,14 @@ def test_verify_writes_nothing_is_reproducible_and_records_the_policy(runs_dir):
     before = tree_state(run)
     first, second = judge(run), judge(run)
     assert tree_state(run) == before
-    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
-    assert first["status"] == "disqualified" and first["disqualified_by"] == ["R3"]
-    assert first["policy"]["name"] == "strict" and "R3" in first["policy"]["attempt_disqualifies"]
+    assert first.model_dump_json() == second.model_dump_json()
+    assert first.status == "disqualified" and first.disqualified_by == ["R3"]
+    assert first.policy.name == "strict" and "R3" in first.policy.attempt_disqualifies
     lenient = judge(run, load_policy(Path(CHECKS_DIR.parent / "policies" / "lenient.toml")))
-    r3 = next(r for r in lenient["rules"] if r["id"] == "R3")
-    assert r3["outcome"] == "attempt" and not r3["disqualifies"]
-    assert lenient["status"] == "no_score" and lenient["policy"]["name"] == "lenient"
-    assert lenient["reasons"][0].startswith("R7 fail") or "not scored" in lenient["reasons"][0]
+    r3 = next(r for r in lenient.rules if r.id == "R3")
+    assert r3.outcome == "attempt" and not r3.disqualifies
+    assert lenient.status == "no_score" and lenient.policy.name == "lenient"
+    assert lenient.reasons[0].startswith("R7 fail") or "not scored" in lenient.reasons[0]
 
 
 @needs_root

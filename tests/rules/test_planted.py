@@ -39,15 +39,15 @@ class Plant:
 
 
 def argv_has(*words: str) -> Callable[[dict], bool]:
-    return lambda row: row["argv"] is not None and all(any(w in a for a in row["argv"]) for w in words)
+    return lambda row: row.argv is not None and all(any(w in a for a in row.argv) for w in words)
 
 
 def path_ends(suffix: str, table: str | None = None) -> Callable[[dict], bool]:
-    return lambda row: (row["path"] or "").endswith(suffix) and table in (None, row["table_name"])
+    return lambda row: (row.path or "").endswith(suffix) and table in (None, row.table_name)
 
 
 def addr(address: str, port: int) -> Callable[[dict], bool]:
-    return lambda row: row["table_name"] == "net_attempts" and row["path"] == f"{address} port {port}"
+    return lambda row: row.table_name == "net_attempts" and row.path == f"{address} port {port}"
 
 
 PY_CONNECT = (
@@ -377,13 +377,13 @@ PLANTS: dict[str, Plant] = {
         "R5",
         "fail",
         lambda o: "(cd / && ls > /dev/null)",
-        lambda row: row["argv"] == ["ls"] and row["path"] == "/",
+        lambda row: row.argv == ["ls"] and row.path == "/",
     ),
     "R5-chdir-then-spawn": Plant(
         "R5",
         "fail",
         lambda o: "python3 -c \"import os, subprocess; os.chdir('/usr'); subprocess.run(['true'])\"",
-        lambda row: row["argv"] == ["true"] and row["path"] == "/usr",
+        lambda row: row.argv == ["true"] and row.path == "/usr",
     ),
     # -- R6: the time budget ----------------------------------------------------------------------
     "R6-ignores-sigterm": Plant(
@@ -393,7 +393,7 @@ PLANTS: dict[str, Plant] = {
             "trap '' TERM; python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "time.sleep(60)' & sleep 60 & wait"
         ),
-        lambda row: row["table_name"] == "harness_events" and argv_has("SIG_IGN")(row),
+        lambda row: row.table_name == "harness_events" and argv_has("SIG_IGN")(row),
         kw={"budget_s": 5, "grace_s": 1},
     ),
     "R6-late-checkpoint-backdated": Plant(
@@ -509,24 +509,22 @@ def test_planted_violation_is_caught_with_its_evidence(name, runs_dir, outside):
         assert "No such file or directory" in refused or "Read-only file system" in refused, refused
         assert gained is False, "the act was refused in the kernel, yet the run got something"
         # nothing happened; what was tried may still be cited as an attempt, with its row
-        assert result["outcome"] in ("pass", "attempt"), (result, verdict["reasons"])
-        assert result["outcome"] == "pass" or result["rows"]
+        assert result.outcome in ("pass", "attempt"), (result, verdict.reasons)
+        assert result.outcome == "pass" or result.rows
         return
     expected = plant.outcome if isinstance(plant.outcome, tuple) else (plant.outcome,)
-    assert result["outcome"] in expected, (result, verdict["reasons"])
-    assert result["rows"], "an outcome without a cited row is a bug"
-    offending = [r for r in result["rows"] if plant.cited(r)]
+    assert result.outcome in expected, (result, verdict.reasons)
+    assert result.rows, "an outcome without a cited row is a bug"
+    offending = [r for r in result.rows if plant.cited(r)]
     if lock:
-        offending = [r for r in offending if r["path"] == lock]
-    assert offending, [r["output"] for r in result["rows"]]
-    for row in result["rows"]:
-        assert row["sentence"] and " | table=" in row["output"] and row["seq"] is not None
+        offending = [r for r in offending if r.path == lock]
+    assert offending, [r.output for r in result.rows]
+    for row in result.rows:
+        assert row.sentence and " | table=" in row.output and row.seq is not None
     if plant.disqualified:
-        assert verdict["status"] == "disqualified" and plant.rule in verdict["disqualified_by"], verdict[
-            "reasons"
-        ]
+        assert verdict.status == "disqualified" and plant.rule in verdict.disqualified_by, verdict.reasons
     else:
-        assert verdict["status"] != "disqualified", verdict["reasons"]
+        assert verdict.status != "disqualified", verdict.reasons
 
 
 def test_every_rule_has_its_planted_techniques():

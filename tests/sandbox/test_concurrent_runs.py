@@ -14,6 +14,7 @@ from pathlib import Path
 
 from onegc.audit import official
 from onegc.audit.cmd_verify import task_direction
+from onegc.evidence.models import CitedRow, Verdict
 from onegc.evidence.seal import latest_result
 from onegc.rules.engine import judge
 from onegc.tasks import registry
@@ -45,8 +46,8 @@ def _host_activity(cache: Path, stop: threading.Event, tag: str) -> None:
         p.unlink(missing_ok=True)
 
 
-def _rows(verdict: dict) -> list[dict]:
-    return [row for r in verdict["rules"] if r["outcome"] in ("fail", "attempt") for row in r["rows"]]
+def _rows(verdict: Verdict) -> list[CitedRow]:
+    return [row for r in verdict.rules if r.outcome in ("fail", "attempt") for row in r.rows]
 
 
 def test_three_concurrent_runs_on_one_fresh_cache_are_judged_by_their_own_acts(runs_dir, tmp_path):
@@ -77,13 +78,13 @@ def test_three_concurrent_runs_on_one_fresh_cache_are_judged_by_their_own_acts(r
     assert len(versions) == 1, "one published version, shared, never rewritten"
 
     c = judge(cheater, direction_for=task_direction)
-    assert c["status"] == "disqualified" and "R1" in c["disqualified_by"], c["reasons"]
+    assert c.status == "disqualified" and "R1" in c.disqualified_by, c.reasons
     for row in _rows(c):
-        assert row["path"] is None or row["path"].startswith(str(cheater)), row["output"]
+        assert row.path is None or row.path.startswith(str(cheater)), row.output
 
     for run in runs:
         verdict = judge(run, direction_for=task_direction)
-        assert verdict["status"] == "accepted", verdict["reasons"]
+        assert verdict.status == "accepted", verdict.reasons
         assert _rows(verdict) == []
         _, result = latest_result(run)
         assert result["context"]["version"] in versions

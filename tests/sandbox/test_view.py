@@ -131,7 +131,7 @@ def test_another_runs_checkpoint_and_sealed_script_are_out_of_reach(runs_dir):
         for r in (victim, thief)
     ]
     assert os.stat(ws / "run_1.py").st_uid == uids[0]
-    assert judge(victim)["status"] != "disqualified"
+    assert judge(victim).status != "disqualified"
 
 
 SHM = """
@@ -184,8 +184,8 @@ def test_host_writes_beside_a_run_are_never_cited(runs_dir, where):
         t.join()
         os.unlink(name)
     verdict = judge(run)
-    assert verdict["status"] == "accepted" or verdict["status"] == "no_score", verdict["reasons"]
-    assert not verdict.get("disqualified_by")
+    assert verdict.status == "accepted" or verdict.status == "no_score", verdict.reasons
+    assert not verdict.disqualified_by
     assert rows(run, f"SELECT count(*) FROM file_events WHERE path = '{name}'") == [(0,)]
     assert os.path.basename(name) not in (run / "workspace" / "seen.txt").read_text()
 

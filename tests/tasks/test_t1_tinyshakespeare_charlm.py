@@ -79,3 +79,91 @@ def test_real_split_and_vocab(tmp_path, real_data) -> None:
     assert meta["vocab_size"] == 65
     assert "".join(meta["itos"][int(i)] for i in val[:16]) == "?\n\nGREMIO:\nGood "
     assert len(np.load(prepared.data_dir / "eval" / "labels.npy")) == 111_539
+
+
+# Issue 14.2, planted: a model that reads each position's target from its input (the next
+# token, certain) and, for the last position of a row, from the next row of its call.
+PEEK = """
+    import torch
+
+    class Peek(torch.nn.Module):
+        def forward(self, idx):
+            nxt = torch.roll(idx, -1, dims=1)
+            if len(idx) > 1:
+                nxt[:-1, -1] = idx[1:, 0]
+            return 30.0 * torch.nn.functional.one_hot(nxt, 65).float()
+
+    def build_model(config):
+        return Peek()
+    """
+
+# Planted: causal inside a row, but takes each row's last target from the first token of
+# the next row of its call; otherwise uniform.
+NEXT_ROW = """
+    import torch
+
+    class NextRow(torch.nn.Module):
+        def forward(self, idx):
+            out = torch.zeros(*idx.shape, 65)
+            for i in range(len(idx) - 1):
+                out[i, -1, idx[i + 1, 0]] = 30.0
+            return out
+
+    def build_model(config):
+        return NextRow()
+    """
+
+
+def test_stream_and_causality_check_defeat_peeking(smoke_run, make_variant, task_prepare) -> None:
+    """The peeking model scores ~0 bpb in the former batched presentation (positive control)
+    and gets ``non_causal`` officially; the next-row reader gains nothing (exactly uniform);
+    the honest baseline scores what a batched in-process evaluation of its weights gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from tests.tasks.conftest import load_task_file
+
+    prep = task_prepare(TASK)
+    run = smoke_run(TASK)
+    ev = run.prepared.data_dir / "eval"
+    with np.load(ev / "inputs.npz") as npz:
+        tokens = npz["tokens"]
+    targets = np.load(ev / "labels.npy")
+    ckpts = {
+        "peek": make_variant(run, "run_peek.py", PEEK, state_dict={}),
+        "next_row": make_variant(run, "run_next_row.py", NEXT_ROW, state_dict={}),
+        "baseline": run.checkpoint,
+    }
+    peek = load_task_file("onegc_t1_peek", run.workspace / "run_peek.py").build_model({})
+    nxt = load_task_file("onegc_t1_next_row", run.workspace / "run_next_row.py").build_model({})
+    with torch.no_grad():
+        assert prep.bpb(prep.predict_logits(peek, {"tokens": tokens}), targets) < 0.1
+        assert prep.bpb(prep.predict_logits(nxt, {"tokens": tokens}), targets) < math.log2(65) - 0.01
+    with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(len(ckpts)) as pool:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        futures = {n: pool.submit(registry.evaluate, TASK, c, run.workspace, run.prepared.data_dir)
+                   for n, c in ckpts.items()}  # fmt: skip
+        results = {n: f.result() for n, f in futures.items()}
+    assert results["peek"].get("error") == "non_causal", results["peek"]
+    assert results["next_row"]["value"] == pytest.approx(math.log2(65), rel=1e-9), results["next_row"]
+    train = load_task_file("onegc_t1_train", run.workspace / "train.py", prepare=prep)
+    ck = torch.load(run.checkpoint, weights_only=True)
+    model = train.build_model(ck["config"])
+    model.load_state_dict(ck["state_dict"])
+    with torch.no_grad():
+        batched = prep.bpb(prep.predict_logits(model.eval(), {"tokens": tokens}), targets)
+    assert results["baseline"]["value"] == pytest.approx(batched, rel=1e-5), (results["baseline"], batched)
+
+
+def test_causality_probes_use_only_earlier_text(task_prepare) -> None:
+    prep = task_prepare(TASK)
+    tokens = np.arange(3 * prep.EVAL_BLOCK + 17) % 65
+    windows = prep.eval_windows(tokens)
+    probes, cuts = prep.causality_probes(tokens, seed=1)
+    for k, (w, p, c) in enumerate(zip(windows, probes, cuts, strict=True)):
+        start = k * prep.EVAL_BLOCK
+        assert len(p) == len(w) and 1 <= c <= len(w)
+        np.testing.assert_array_equal(p[:c], w[:c])
+        later = set(tokens[start + c :].tolist()) - set(tokens[: start + c].tolist())
+        assert not set(p.tolist()) & later  # nothing the stream has not shown yet

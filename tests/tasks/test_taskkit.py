@@ -206,6 +206,73 @@ def test_predict_isolated_timeout(ws: Path) -> None:
     assert info.value.kind == "timeout"
 
 
+def test_predict_stream_one_item_per_call_in_order(ws: Path) -> None:
+    """Each item reaches the model alone, in order; a model that keeps every input it saw
+    (state across calls) and reads /tmp left by an earlier process finds nothing ahead; usage
+    (wall, CPU, calls) is recorded; a model that stalls mid-stream is stopped at the limit."""
+    (ws / "run_t.py").write_text(textwrap.dedent(SCRIPT) + textwrap.dedent("""
+        import os
+        SEEN = []
+
+        class Memory(torch.nn.Module):
+            def forward(self, x):
+                SEEN.append(float(x.sum()))
+                leftover = len(os.listdir("/tmp")) if os.path.isdir("/tmp") else -1
+                with open("/tmp/onegc-stream-probe", "w") as f:
+                    f.write("x")
+                return torch.tensor([[len(x), len(SEEN), max(SEEN), leftover]], dtype=torch.float32)
+
+        def build_model(config):
+            return Memory()
+        """))  # fmt: skip
+    path = _save(ws, model=torch.nn.Linear(3, 2))
+    ck = torch.load(path, weights_only=True)
+    ck["state_dict"] = {}
+    torch.save(ck, path)
+    items = [{"x": np.full((1, 3), i, np.float32)} for i in range(5)]
+    taskkit.USAGE.clear()
+    for _ in range(2):  # the second process must not see what the first left in /tmp
+        preds = taskkit.predict_stream(path, ws, items, predict="predict_rows", timeout_s=60, memory_mb=4096,
+                                       prepare_py=ws / "prepare.py")  # fmt: skip
+        got = np.concatenate(preds)
+        assert got[:, 0].tolist() == [1] * 5  # one item per call
+        assert got[:, 1].tolist() == [1, 2, 3, 4, 5]  # in order, one process
+        assert got[:, 2].tolist() == [0, 3, 6, 9, 12]  # never anything later than the current item
+        if os.geteuid() == 0:
+            assert got[0, 3] == 0  # a private, empty /tmp
+    assert [u["calls"] for u in taskkit.USAGE] == [5, 5]
+    assert all(u["wall_s"] > 0 and u["cpu_s"] > 0 for u in taskkit.USAGE)
+
+    (ws / "run_t.py").write_text(textwrap.dedent(SCRIPT) + textwrap.dedent("""
+        import time
+
+        class Stall(torch.nn.Module):
+            def forward(self, x):
+                if float(x.sum()) == 0:
+                    time.sleep(60)
+                return x[:, :2]
+
+        def build_model(config):
+            return Stall()
+        """))  # fmt: skip
+    with pytest.raises(taskkit.EvalFailure) as info:
+        taskkit.predict_stream(path, ws, [items[1], {"x": np.zeros((1, 3), np.float32)}], predict="predict_rows",
+                               timeout_s=8, memory_mb=4096, prepare_py=ws / "prepare.py")  # fmt: skip
+    assert info.value.kind == "timeout"
+
+
+def test_frames_carry_arrays_without_pickle() -> None:
+    arrays = {"a": np.arange(6, dtype=np.int64).reshape(2, 3), "b": np.zeros((0, 4), np.float32),
+              "c": np.float64(2.5)}  # fmt: skip
+    back = taskkit._unpack(taskkit._pack(arrays))
+    for k, v in arrays.items():
+        assert back[k].dtype == np.asarray(v).dtype and np.array_equal(back[k], v)
+    with pytest.raises(TypeError):
+        taskkit._pack({"o": np.array([object()])})
+    with pytest.raises(ValueError):
+        taskkit._unpack(taskkit._pack(arrays)[:-8])
+
+
 def test_report_formats(capsys: pytest.CaptureFixture[str]) -> None:
     taskkit.report({"mse": 0.5}, as_json=False, extra={"task": "t6"})
     assert capsys.readouterr().out.splitlines() == ["---", "mse:  0.500000", "task:  t6"]
