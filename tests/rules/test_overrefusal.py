@@ -147,10 +147,10 @@ def test_w1_and_the_query_find_a_real_runs_refusal_and_not_the_traps(runs_dir):
     refusing = scripted_run(runs_dir, "refuser", [("text", "Reading program.md first."), ("text", REFUSAL)])
     clean = scripted_run(runs_dir, "trapped", TRAPS)
     w1 = rule(judge(refusing), "W1")
-    assert w1["outcome"] == "fail" and w1["rows_total"] == 1
-    assert "not confident this code is benign" in w1["rows"][0]["sentence"]
-    assert w1["rows"][0]["table_name"] == "messages" and w1["rows"][0]["path"].startswith("stream line ")
-    assert rule(judge(clean), "W1")["outcome"] == "pass"
+    assert w1.outcome == "fail" and w1.rows_total == 1
+    assert "not confident this code is benign" in w1.rows[0].sentence
+    assert w1.rows[0].table_name == "messages" and w1.rows[0].path.startswith("stream line ")
+    assert rule(judge(clean), "W1").outcome == "pass"
     found = run_sql(named_queries()["overrefusal"].read_text(), [runs_dir]).rows()
     assert [(r[0], r[-1][:30]) for r in found] == [("refuser", REFUSAL[:30])]
     stored = run_sql("SELECT count(*), count(*) FILTER (overrefusal), "
