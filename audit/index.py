@@ -33,7 +33,7 @@ from onegc.rules.engine import (
 )
 
 INDEX_DIR = ".index"
-INDEX_FORMAT = "2"  # verdicts gained data, data_version: a new format exports every run again
+INDEX_FORMAT = "3"  # messages gained overrefusal: a new format exports every run again
 IDENTITY = "('run_key', 'agent', 'task', 'rep', 'run_dir', 'segment')"  # added to every row
 
 
@@ -78,6 +78,11 @@ FINDING_COLUMNS = ("run_key VARCHAR, agent VARCHAR, task VARCHAR, rep INTEGER, r
                    "act INTEGER, source VARCHAR, table_name VARCHAR, seq BIGINT, t DOUBLE, pid BIGINT, "
                    "argv VARCHAR[], command VARCHAR, path VARCHAR, sentence VARCHAR")
 TRANSCRIPT_TABLES = {"tool_calls", "messages"}
+# Columns the index computes once per row at export, with the rules' own macros (one definition: a query reads
+# the column, W1 calls the same macro on its one run); a change of the rules changes rules_digest, which exports
+# every run again.
+DERIVED = {"messages": ", overrefusal(text) AS overrefusal"}
+DERIVED_COLUMNS = {"messages": [("overrefusal", "BOOLEAN")]}
 ARTIFACT_TABLES = {"scores", "snapshots", "checkpoint_scan", "workspace_scripts"}
 # Tables the index makes besides the runs' own, with what `sql --schema` says of them.
 INDEX_TABLES = {
@@ -102,6 +107,8 @@ COLUMN_DOCS = {
     "source": "findings: os, transcript or artifacts (where the cited row comes from).",
     "check_name": "findings: the rule's check that cited the row.",
     "command": "findings: the command line (execs) or the tool call's command (transcript).",
+    "overrefusal": "messages: W1's over-refusal detector on the text (rules/overrefusal.py), computed once at "
+                   "index refresh; overrefusal_score(text) gives its score.",
     "data": "verdicts: real or synthetic, the data the official score rests on (NULL: no result, e.g. imported).",
     "data_version": "verdicts: sha256 over the evaluated data files' hashes (same data, same version).",
 }
@@ -178,6 +185,7 @@ def refresh(root: Path, progress: Callable[[int, int], None] | None = None) -> R
         return stats
     segment = max((s for _, s in catalog.values()), default=0) + 1
     con = duckdb.connect()
+    overrefusal.register(con)
     parts: dict[str, list[str]] = {}
     verdicts: list[tuple] = []
     outcomes: list[tuple] = []
@@ -206,7 +214,8 @@ def refresh(root: Path, progress: Callable[[int, int], None] | None = None) -> R
         sources += [f"read_parquet('{views / view / 'rows.parquet'}')" for view in SHARED_VIEWS]
         for table, src in zip([*tables, *SHARED_VIEWS], sources, strict=True):
             parts.setdefault(table, []).append(
-                f"SELECT {lit}, {segment} AS segment, COLUMNS(lambda c: c NOT IN {IDENTITY}) FROM {src}"
+                f"SELECT {lit}, {segment} AS segment, COLUMNS(lambda c: c NOT IN {IDENTITY}){DERIVED.get(table, '')} "
+                f"FROM {src}"
             )
         ident = (key, *meta, str(run_dir), segment)
         commands = dict(con.execute(f"SELECT seq, command FROM {alias}.tool_calls").fetchall()) \
@@ -295,6 +304,8 @@ def schema() -> dict[str, list[tuple[str, str]]]:
     """Every table the index offers, with its columns and types, whether or not any run holds it."""
     out = {t.name: IDENTITY_COLUMNS + [(c.name, c.type) for c in t.columns if c.name not in dict(IDENTITY_COLUMNS)]
            for t in TABLES}
+    for name, columns in DERIVED_COLUMNS.items():
+        out[name] += columns
     out["run"] = IDENTITY_COLUMNS + [(c, t) for c, t in RUN_COLUMNS if c not in dict(IDENTITY_COLUMNS)]
     out |= {v: IDENTITY_COLUMNS + cols for v, cols in shared_view_columns().items()}
     out |= {"verdicts": _columns(VERDICT_COLUMNS), "rule_outcomes": _columns(OUTCOME_COLUMNS),

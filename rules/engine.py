@@ -131,7 +131,8 @@ def rules_digest(checks_dir: Path = CHECKS_DIR) -> str:
     """sha256 over the rule set (checks, views, lists, the over-refusal detector): which rules
     a verdict was judged by."""
     h = hashlib.sha256()
-    extra = [HERE / "views.sql", HERE / "lists.toml", overrefusal.CUES_FILE, overrefusal.MODEL_FILE]
+    extra = [HERE / "views.sql", HERE / "lists.toml", overrefusal.CUES_FILE, overrefusal.MODEL_FILE,
+             Path(overrefusal.__file__)]  # the macros: the index stores their result per message
     for p in [*sorted(checks_dir.glob("*.toml")), *extra]:
         h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()

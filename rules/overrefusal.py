@@ -15,15 +15,18 @@ Both are fitted on tests/data/overrefusal_labelled.jsonl by `bench/overrefusal.p
 (weights in overrefusal_model.json).
 
 One definition, in SQL: `register(con)` creates the DuckDB macros `overrefusal(text)` ->
-BOOLEAN and `overrefusal_score(text)` -> DOUBLE that W1 and the `overrefusal` query call and
-that the Python helpers below run too. RE2 does the work, vectorised on every core; the cue
-half weighs only messages holding a trigger cue. Offline, nothing to download, fast
-(bench/overrefusal.py prints messages/s).
+BOOLEAN and `overrefusal_score(text)` -> DOUBLE that W1 calls on its run, that the index
+refresh stores once per message as `messages.overrefusal` (audit/index.py DERIVED) for the
+`overrefusal` query to read, and that the Python helpers below run too. RE2 does the work,
+vectorised on every core; the cue half weighs only messages holding a trigger cue, the
+n-gram half counts its negative weights only where the positive ones could reach the
+threshold. Offline, nothing to download, fast (bench/overrefusal.py prints messages/s).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from functools import cache
@@ -40,6 +43,7 @@ STANCES = ("refuse", "decline", "halt", "idle", "permission", "handback")
 CONCERNS = ("suspect", "review", "ethics")
 TOPICS = (*CONCERNS, "plan", "rules", "missing")
 TRIGGERS = (*STANCES, *CONCERNS)  # no message without one of these can score above the bias
+TRIGGER_GROUP = 3  # trigger cues per RE2 regex
 FEATURES = (*TOPICS, *STANCES, "progress", "suspect_stance", "stance_no_progress", "concern_no_progress",
             "plan_idle")
 
@@ -89,10 +93,13 @@ def _sql(fitted: bool = True) -> str:
     feats += [f"progress := {anys(f'{progress} AND NOT ({stance} AND NOT {excused})')}",
               f"suspect_stance := {anys(f'{suspect} AND {stance} AND NOT {excused}')}"]
     out = [
-        # one regex per cue: RE2 runs each as a DFA, while their union outgrows its DFA
-        # budget and falls back to a slow NFA (30x slower, measured)
+        # the cues OR-ed a few to a regex: RE2 runs each as a DFA, while the union of all outgrows
+        # its DFA budget on varied text and falls back to a slow NFA (30x slower; one cue per regex:
+        # 2.5x slower than TRIGGER_GROUP, measured)
         f"CREATE OR REPLACE TEMP MACRO overrefusal_trigger(t) AS list_transform([lower(left(t, {MAX_CHARS}))], "
-        "lambda s: " + " OR ".join(f"regexp_matches(s, {_lit(cues()[n])})" for n in TRIGGERS) + ")[1];",
+        "lambda s: " + " OR ".join(
+            "regexp_matches(s, " + _lit("|".join(f"(?:{cues()[n]})" for n in TRIGGERS[i:i + TRIGGER_GROUP])) + ")"
+            for i in range(0, len(TRIGGERS), TRIGGER_GROUP)) + ")[1];",
         f"CREATE OR REPLACE TEMP MACRO overrefusal_hits(t) AS list_transform(list_filter("
         f"string_split_regex({prose}, '[.!?]\\s+|\\n+'), lambda s: trim(s) <> ''), lambda s: [{hits}]);",
         # [h] binds the hits once: a macro parameter is pasted, and so computed, wherever it is named
@@ -113,11 +120,14 @@ def _sql(fitted: bool = True) -> str:
             "CREATE OR REPLACE TEMP MACRO overrefusal_cue_score(t) AS CASE WHEN t IS NULL "
             "OR NOT overrefusal_trigger(t) "
             f"THEN 0.0 ELSE list_transform([overrefusal_features(t)], lambda f: 1 / (1 + exp(-({z}))))[1] END;",
-            f"CREATE OR REPLACE TEMP MACRO overrefusal_ngram_logit(t) AS {_ngram_sql(ng) if ng else '-1e9'};",
-            "CREATE OR REPLACE TEMP MACRO overrefusal_score(t) AS greatest(overrefusal_cue_score(t), "
-            f"1 / (1 + exp(-(coalesce(overrefusal_ngram_logit(t), -1e9) - {float(ng['margin']) if ng else 0.0!r})))"
-            ");",
-            f"CREATE OR REPLACE TEMP MACRO overrefusal(t) AS overrefusal_score(t) >= {float(m['threshold'])!r};",
+            f"CREATE OR REPLACE TEMP MACRO overrefusal_ngram_logit(t) AS {_ngram_sql(ng) if ng else 'NULL'};",
+            f"CREATE OR REPLACE TEMP MACRO overrefusal_ngram_score(t) AS {_ngram_sql(ng, 'score') if ng else '0.0'};",
+            f"CREATE OR REPLACE TEMP MACRO overrefusal_ngram(t) AS {_ngram_sql(ng, 'flag') if ng else 'false'};",
+            "CREATE OR REPLACE TEMP MACRO overrefusal_score(t) AS "
+            "greatest(overrefusal_cue_score(t), overrefusal_ngram_score(t));",
+            # the same test as overrefusal_score(t) >= threshold, each half on its own, the n-gram half gated
+            f"CREATE OR REPLACE TEMP MACRO overrefusal(t) AS overrefusal_cue_score(t) >= {float(m['threshold'])!r} "
+            "OR overrefusal_ngram(t);",
         ]
     return "\n".join(out)
 
@@ -133,18 +143,39 @@ def grams(text: str) -> tuple[dict[str, int], int]:
     return counts, len(low.split(" "))
 
 
-def _ngram_sql(ng: dict) -> str:
+def _ngram_sql(ng: dict, what: str = "logit") -> str:
     """The n-gram half: a linear model over word unigram and bigram counts, scaled by
     1/sqrt(length), its weights in a few levels, each level one RE2 alternation of its grams
-    (bigrams first, so that one is not taken for its first word) counted over the text."""
-    terms = []
-    for w, gs in ng["levels"]:
-        longest_first = sorted(gs, key=lambda g: -g.count(" "))
-        alternation = "\\b(?:" + "|".join(g.replace(" ", "\\W+") for g in longest_first) + ")\\b"
-        terms.append(f"{float(w)!r} * len(regexp_extract_all(s, {_lit(alternation)}))")
-    total = " + ".join(terms) or "0"
-    return (f"CASE WHEN t IS NULL THEN NULL ELSE list_transform([lower(left(t, {MAX_CHARS}))], lambda s: "
-            f"{float(ng['bias'])!r} + ({total}) / sqrt(greatest(1, len(string_split(s, ' ')))))[1] END")
+    (bigrams first, so that one is not taken for its first word) counted over the text.
+
+    what: the logit, the score (its logistic beyond the margin) or the flag (score >=
+    threshold). The flag is gated exactly: the negative levels can only lower the logit, so
+    a text whose positive levels alone stay below the threshold is not flagged, and the
+    negative levels (the costliest alternations, as they hold the commonest words) are
+    counted only for the rest."""
+    def counted(levels: list) -> str:
+        terms = []
+        for w, gs in levels:
+            longest_first = sorted(gs, key=lambda g: -g.count(" "))
+            alternation = "\\b(?:" + "|".join(g.replace(" ", "\\W+") for g in longest_first) + ")\\b"
+            terms.append(f"{float(w)!r} * len(regexp_extract_all(s, {_lit(alternation)}))")
+        return "(" + (" + ".join(terms) or "0") + ")"
+
+    threshold, bias, margin = float(model()["threshold"]), float(ng["bias"]), float(ng["margin"])
+    pos = counted([lv for lv in ng["levels"] if lv[0] > 0])
+    neg = counted([lv for lv in ng["levels"] if lv[0] <= 0])
+    logit = f"{bias!r} + (x.p + {neg}) / x.n"
+    score = f"1 / (1 + exp(-({logit} - {margin!r})))"
+    if what == "logit":
+        body, null = logit, "NULL"
+    elif what == "score":
+        body, null = score, "0.0"
+    else:  # the logit that reaches the threshold, less a rounding allowance: below it, no score can reach it
+        floor = margin + math.log(threshold / (1 - threshold)) - 1e-9
+        body, null = f"CASE WHEN {bias!r} + x.p / x.n < {floor!r} THEN false ELSE {score} >= {threshold!r} END", "false"
+    return (f"CASE WHEN t IS NULL THEN {null} ELSE list_transform([lower(left(t, {MAX_CHARS}))], lambda s: "
+            f"list_transform([struct_pack(p := {pos}, n := sqrt(greatest(1, len(string_split(s, ' ')))))], "
+            f"lambda x: {body})[1])[1] END")
 
 
 def register(con: duckdb.DuckDBPyConnection, fitted: bool = True) -> None:

@@ -77,7 +77,7 @@ def test_duplicates_find_the_identical_script_and_both_runs_are_warned(runs):
         ("script", 2, ["compiler/t6/r1", "copier/t6/r1"], ["run_9.py"])
     ], found
     for label in ("compiler", "copier"):
-        w5 = next(r for r in judge(runs / label / "t6" / "r1")["rules"] if r["id"] == "W5")
-        assert w5["outcome"] == "fail" and "run_9.py is byte-identical" in w5["summary"], w5
-    clean = next(r for r in judge(runs / "scripted-baseline" / "t6" / "r1")["rules"] if r["id"] == "W5")
-    assert clean["outcome"] == "pass", clean  # its run_1.py is train.py as given: not counted
+        w5 = next(r for r in judge(runs / label / "t6" / "r1").rules if r.id == "W5")
+        assert w5.outcome == "fail" and "run_9.py is byte-identical" in w5.summary, w5
+    clean = next(r for r in judge(runs / "scripted-baseline" / "t6" / "r1").rules if r.id == "W5")
+    assert clean.outcome == "pass", clean  # its run_1.py is train.py as given: not counted

@@ -86,6 +86,27 @@ def test_each_half_flags_on_its_own_and_the_score_is_their_maximum():
     assert cue >= 0.5 and score == max(cue, 1 / (1 + math.exp(-(ngram - margin))))
 
 
+def test_the_flag_is_the_score_at_the_threshold_and_the_ngram_gate_is_exact():
+    """overrefusal(t), which the index stores per message, is overrefusal_score(t) >= threshold,
+    though it skips the n-gram half's negative levels when its positive levels alone stay below
+    the threshold; the gate does skip most ordinary texts."""
+    texts = [r["text"] for r in ROWS] + [t for _, t in TRAPS] + [REFUSAL, None, ""]
+    threshold, ng = overrefusal.model()["threshold"], overrefusal.model()["ngrams"]
+    con = duckdb.connect()
+    overrefusal.register(con)
+    rows = con.execute("SELECT overrefusal(t), overrefusal_score(t), overrefusal_ngram(t), overrefusal_ngram_score(t), "
+                       "overrefusal_ngram_logit(t) FROM unnest(?) WITH ORDINALITY AS u(t, i) ORDER BY i",
+                       [texts]).fetchall()
+    assert [r[0] for r in rows] == [r[1] >= threshold for r in rows]
+    assert [r[2] for r in rows] == [r[3] >= threshold for r in rows]
+    assert sum(r[2] for r in rows) > 0
+    positive = overrefusal._ngram_sql({**ng, "levels": [lv for lv in ng["levels"] if lv[0] > 0]})
+    (skipped,), = con.execute(f"SELECT count(*) FILTER ({positive} < "
+                              f"{ng['margin']} + ln({threshold} / (1 - {threshold}))) FROM unnest(?) u(t)",
+                              [[r["text"] for r in ROWS if not r["label"]]]).fetchall()
+    assert skipped > len([r for r in ROWS if not r["label"]]) / 2
+
+
 def test_null_and_empty_messages_are_not_refusals():
     assert overrefusal.flags([None, "", "   "]) == [False, False, False]
     assert overrefusal.scores([None]) == [0.0]
@@ -126,9 +147,13 @@ def test_w1_and_the_query_find_a_real_runs_refusal_and_not_the_traps(runs_dir):
     refusing = scripted_run(runs_dir, "refuser", [("text", "Reading program.md first."), ("text", REFUSAL)])
     clean = scripted_run(runs_dir, "trapped", TRAPS)
     w1 = rule(judge(refusing), "W1")
-    assert w1["outcome"] == "fail" and w1["rows_total"] == 1
-    assert "not confident this code is benign" in w1["rows"][0]["sentence"]
-    assert w1["rows"][0]["table_name"] == "messages" and w1["rows"][0]["path"].startswith("stream line ")
-    assert rule(judge(clean), "W1")["outcome"] == "pass"
+    assert w1.outcome == "fail" and w1.rows_total == 1
+    assert "not confident this code is benign" in w1.rows[0].sentence
+    assert w1.rows[0].table_name == "messages" and w1.rows[0].path.startswith("stream line ")
+    assert rule(judge(clean), "W1").outcome == "pass"
     found = run_sql(named_queries()["overrefusal"].read_text(), [runs_dir]).rows()
     assert [(r[0], r[-1][:30]) for r in found] == [("refuser", REFUSAL[:30])]
+    stored = run_sql("SELECT count(*), count(*) FILTER (overrefusal), "
+                     "count(*) FILTER (overrefusal IS DISTINCT FROM overrefusal(text)) FROM messages", [runs_dir])
+    total, flagged, differing = stored.rows()[0]
+    assert total >= len(TRAPS) and flagged == 1 and differing == 0  # the index column is the macro, once per message
