@@ -127,7 +127,7 @@ def check_round_trip(name: str, log) -> None:
     assert log.eval.viewer.trust_content is False  # the agent's text is never rendered richly
     for sample in log.samples:
         run_dir = Path(sample.metadata["onegc"]["run_dir"])
-        verdict = judge(run_dir)
+        verdict = judge(run_dir).model_dump(mode="json")
         assert observed(sample) == expected(run_dir, verdict), (name, sample.id)
         assert sample.scores["verdict"].value == verdict["status"] == sample.metadata["onegc"]["status"]
         assert sample.id == f"r{sample.metadata['onegc']['rep']}"

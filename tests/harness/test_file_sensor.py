@@ -201,7 +201,7 @@ def test_host_writes_beside_the_run_are_never_cited(runs_dir):
     assert foreign == [(host_writer, False, "proc")] or foreign == [(host_writer, False, "pidfd")], foreign
     assert rows(run_dir, f"SELECT count(*) FROM file_events WHERE path LIKE '%{marker}%'") == [(0,)]
     assert rows(run_dir, "SELECT count(*) FROM file_events WHERE path LIKE '%/out.txt' AND in_run") == [(3,)]
-    verdict = judge(run_dir)  # no checkpoint: no score (R7), but nothing disqualifies
+    verdict = judge(run_dir).model_dump(mode="json")  # no checkpoint: no score (R7), but nothing disqualifies
     assert verdict["status"] == "no_score" and not verdict["disqualified_by"], verdict["reasons"]
     assert not any("prepare.py" in r for r in verdict["reasons"]), verdict["reasons"]
 

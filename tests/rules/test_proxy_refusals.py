@@ -61,7 +61,7 @@ def _run(runs_dir, upstream, mode: str):
     out = {}
     for line in (run / "agent" / "stdout.log").read_text().splitlines():
         out.update(json.loads(line))
-    return run, out, judge(run)
+    return run, out, judge(run).model_dump(mode="json")
 
 
 def test_a_tool_asking_the_proxy_for_the_internet_is_an_r3_attempt(runs_dir, upstream):

@@ -159,7 +159,7 @@ def test_scores_sealed_and_candidates_classified(scored_run: Path) -> None:
         "found": 4, "after_deadline": 1, "changed_after_freeze": 1, "not_observed": 1, "no_self_report": 0,
         "evaluated": 2, "scored": 1,
     }  # fmt: skip
-    cited = next(r for r in judge(scored_run)["rules"] if r["id"] == "R6")
+    cited = next(r for r in judge(scored_run).model_dump(mode="json")["rules"] if r["id"] == "R6")
     sentences = json.dumps(cited)
     assert "changed after the deadline" in sentences and run1 in sentences, cited
     assert result["improvement"] == pytest.approx((0.384 - result["value"]) / 0.384)
@@ -284,7 +284,7 @@ def test_a_run_checkpointing_up_to_the_deadline_stays_accepted(tmp_path: Path) -
                               str(runs), "--synthetic", "--env", "ONEGC_SMOKE=1", "--budget-s", budget,
                               "--grace-s", "5", "--", "bash", "-c", KEEPER], env=env, capture_output=True, text=True)
         run = runs / "keeper" / "t6" / "r1"
-        verdict = judge(run, direction_for=task_direction)
+        verdict = judge(run, direction_for=task_direction).model_dump(mode="json")
         assert res.returncode == 0 and verdict["status"] == "accepted", (res.stdout + res.stderr, verdict["reasons"])
         frozen = json.loads((run / "frozen" / "frozen.json").read_text())
         assert frozen["reason"] == "deadline" and frozen["cgroup_frozen"] and len(frozen["checkpoints"]) >= 2
