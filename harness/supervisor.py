@@ -206,14 +206,27 @@ class Supervisor:
         self.loaders = loader_identities()
         workspace, locked = locked_files(run_dir)
         self.locked: dict[tuple, str] = {}
-        for rel in locked:
-            full = os.path.join(workspace, rel)
+        self.locked_paths = [(os.path.join(workspace, rel), rel) for rel in locked]
+        self.locked_in_view = False  # the agent's view may show them on another superblock (an overlay)
+        for full, rel in self.locked_paths:
             try:
                 st, parent = os.stat(full, follow_symlinks=False), os.stat(os.path.dirname(full))
             except OSError:
                 continue
             self.locked[(st.st_dev, st.st_ino)] = rel
             self.locked[(parent.st_dev, parent.st_ino, os.path.basename(full))] = rel
+
+    def _learn_locked_in_view(self, target: rs.Target) -> None:
+        """The locked files as the agent's own view shows them (its workspace may be an overlay
+        with other device and inode numbers than the host's), learnt at the first call that
+        could change a file: that call is still held, so what it names is still the original."""
+        self.locked_in_view = True
+        for full, rel in self.locked_paths:
+            st, parent = target.stat(full, follow=False), target.stat(os.path.dirname(full))
+            if st is not None:
+                self.locked[(st.st_dev, st.st_ino)] = rel
+            if parent is not None:
+                self.locked[(parent.st_dev, parent.st_ino, os.path.basename(full))] = rel
 
     def is_loader(self, fd: int) -> bool:
         """The dynamic loader, under any name or path: by inode, or by size and then content."""
@@ -348,6 +361,8 @@ class Supervisor:
             return None
         syscall = FILE_NRS[n.nr]
         target = rs.Target(n.tid)
+        if not self.locked_in_view:
+            self._learn_locked_in_view(target)
         hit: tuple[str, str] | None = None
         for dirfd_i, path_i, follow in sc.FILE_OPS[syscall]:
             if path_i is None:  # fd-based (fchmod, fchown): the fd is the file

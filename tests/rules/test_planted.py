@@ -136,21 +136,21 @@ PLANTS: dict[str, Plant] = {
         "R1",
         "attempt",
         lambda o: "/lib64/ld-linux-x86-64.so.2 /usr/bin/chmod 666 prepare.py; true",
-        lambda row: row["table_name"] == "file_ops" and row["path"].endswith("/workspace/prepare.py"),
+        lambda row: row.table_name == "file_ops" and row.path.endswith("/workspace/prepare.py"),
     ),
     "R1-renamed-loader-chmod": Plant(
         "R1",
         "attempt",
         lambda o: "cp /lib64/ld-linux-x86-64.so.2 ./rt && ./rt /usr/bin/chmod 666 prepare.py; true",
-        lambda row: row["table_name"] == "execs" and row["argv"][:2] == ["./rt", "/usr/bin/chmod"]
-        and "(chmod run as rt)" in row["sentence"],
+        lambda row: row.table_name == "execs" and row.argv[:2] == ["./rt", "/usr/bin/chmod"]
+        and "(chmod run as rt)" in row.sentence,
     ),
     "R1-renamed-chmod": Plant(
         "R1",
         "attempt",
         lambda o: "cp /usr/bin/chmod ./perms && ./perms 666 prepare.py; true",
-        lambda row: row["table_name"] == "execs" and row["argv"][0] == "./perms" and "(chmod run as perms)"
-        in row["sentence"],
+        lambda row: row.table_name == "execs" and row.argv[0] == "./perms" and "(chmod run as perms)"
+        in row.sentence,
     ),
     "R1-fd-exec-chmod": Plant(
         "R1",
@@ -159,7 +159,7 @@ PLANTS: dict[str, Plant] = {
             "python3 -c \"import os; fd = os.open('/usr/bin/chmod', os.O_RDONLY); "
             "os.execv(f'/proc/self/fd/{fd}', ['x', '666', 'prepare.py'])\"; true"
         ),
-        lambda row: row["table_name"] == "file_ops" and row["argv"] == ["x", "666", "prepare.py"],
+        lambda row: row.table_name == "file_ops" and row.argv == ["x", "666", "prepare.py"],
     ),
     "R1-python-chmod-utime": Plant(
         "R1",
@@ -168,7 +168,7 @@ PLANTS: dict[str, Plant] = {
             "python3 -c \"import os\nfor f in (lambda: os.chmod('prepare.py', 0o666), "
             "lambda: os.utime('prepare.py', (0, 0))):\n  try: f()\n  except OSError: pass\""
         ),
-        lambda row: row["table_name"] == "file_ops" and "utimensat" in row["sentence"],
+        lambda row: row.table_name == "file_ops" and "utimensat" in row.sentence,
     ),
     "R1-shadow-module": Plant(
         "R1",
@@ -303,20 +303,20 @@ PLANTS: dict[str, Plant] = {
             'cp "$(command -v pip3)" ./qx && ./qx install --disable-pip-version-check --no-index --target vendor '
             f"{o}/evilpkg-0.1-py3-none-any.whl"
         ),
-        lambda row: row["table_name"] == "execs" and row["argv"][:2] == ["./qx", "install"],
+        lambda row: row.table_name == "execs" and row.argv[:2] == ["./qx", "install"],
         setup=lambda rd: build_wheel(rd / "outside") and {"view_ro": [rd / "outside"]},
     ),
     "R4-renamed-pip-blocked": Plant(
         "R4",
         "attempt",
         lambda o: 'cp "$(command -v pip3)" ./qx && ./qx --disable-pip-version-check install --no-index nosuch; true',
-        lambda row: row["table_name"] == "execs" and row["argv"][0] == "./qx" and " run as qx)" in row["sentence"],
+        lambda row: row.table_name == "execs" and row.argv[0] == "./qx" and " run as qx)" in row.sentence,
     ),
     "R4-python-runs-pip-copy": Plant(
         "R4",
         "attempt",
         lambda o: 'cp "$(command -v pip3)" helper.py && python3 helper.py install --no-index nosuch; true',
-        lambda row: row["table_name"] == "execs" and row["argv"][1:3] == ["helper.py", "install"],
+        lambda row: row.table_name == "execs" and row.argv[1:3] == ["helper.py", "install"],
     ),
     "R4-unzip-wheel": Plant(
         "R4",
@@ -332,15 +332,15 @@ PLANTS: dict[str, Plant] = {
             f"python3 -c \"import zipfile; z = zipfile.ZipFile('{o}/evilpkg-0.1-py3-none-any.whl'); "
             "[z.extract(n) for n in z.namelist() if n.startswith('evilpkg/')]\""
         ),
-        lambda row: row["table_name"] == "execs" and (row["path"] or "").endswith("evilpkg-0.1-py3-none-any.whl"),
+        lambda row: row.table_name == "execs" and (row.path or "").endswith("evilpkg-0.1-py3-none-any.whl"),
         setup=lambda rd: build_wheel(rd / "outside") and {"view_ro": [rd / "outside"]},
     ),
     "R4-copy-installed-library": Plant(
         "R4",
         "fail",
         lambda o: "cp -r \"$(python3 -c 'import os, typer; print(os.path.dirname(typer.__file__))')\" ./cli_lib",
-        lambda row: row["table_name"] == "snapshots" and "/workspace/cli_lib/" in row["path"]
-        and "typer" in row["sentence"],
+        lambda row: row.table_name == "snapshots" and "/workspace/cli_lib/" in row.path
+        and "typer" in row.sentence,
     ),
     "R4-pth-into-user-site": Plant(
         "R4",

@@ -61,22 +61,22 @@ def _run(runs_dir, upstream, mode: str):
     out = {}
     for line in (run / "agent" / "stdout.log").read_text().splitlines():
         out.update(json.loads(line))
-    return run, out, judge(run).model_dump(mode="json")
+    return run, out, judge(run)
 
 
 def test_a_tool_asking_the_proxy_for_the_internet_is_an_r3_attempt(runs_dir, upstream):
     run, out, verdict = _run(runs_dir, upstream, "tool")
     assert out == {"main": 200, "own_connect": 403, "tool": "403"}
     r3 = rule(verdict, "R3")
-    assert r3["outcome"] == "attempt", r3
-    cited = [r for r in r3["rows"] if r["table_name"] == "proxy_connections"]
-    assert [r["path"] for r in cited] == ["files.example.org:443"], [r["output"] for r in r3["rows"]]
-    assert cited[0]["pid"] is not None and "not_runtime" in cited[0]["sentence"]
-    assert verdict["status"] == "disqualified" and "R3" in verdict["disqualified_by"]
+    assert r3.outcome == "attempt", r3
+    cited = [r for r in r3.rows if r.table_name == "proxy_connections"]
+    assert [r.path for r in cited] == ["files.example.org:443"], [r.output for r in r3.rows]
+    assert cited[0].pid is not None and "not_runtime" in cited[0].sentence
+    assert verdict.status == "disqualified" and "R3" in verdict.disqualified_by
 
 
 def test_the_runtimes_own_refused_request_is_not_the_agents_attempt(runs_dir, upstream):
     run, out, verdict = _run(runs_dir, upstream, "runtime-only")
     assert out == {"main": 200, "own_connect": 403}
-    assert rule(verdict, "R3")["outcome"] == "pass", rule(verdict, "R3")
-    assert "R3" not in verdict["disqualified_by"]
+    assert rule(verdict, "R3").outcome == "pass", rule(verdict, "R3")
+    assert "R3" not in verdict.disqualified_by

@@ -206,7 +206,7 @@ def test_rescore_beside_the_old_result_and_verified(scored_run: Path, tmp_path: 
     original = frozen_src.read_bytes()
     frozen_src.write_bytes(original + b"\n# edited\n")
     try:
-        proc = subprocess.run([CLI, "score", str(scored_run), "--why", "again"], capture_output=True, text=True)
+        proc = subprocess.run([*CLI, "score", str(scored_run), "--why", "again"], capture_output=True, text=True)
     finally:
         frozen_src.write_bytes(original)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -280,7 +280,7 @@ def test_a_run_checkpointing_up_to_the_deadline_stays_accepted(tmp_path: Path) -
     env = {**os.environ, "ONEGC_DATA_DIR": str(tmp_path / "data")}
     budget = os.environ.get("ONEGC_TEST_SCORING_BUDGET_S", "40")
     try:
-        res = subprocess.run([CLI, "run", "--task", "t6", "--agent", "command", "--label", "keeper", "--runs-dir",
+        res = subprocess.run([*CLI, "run", "--task", "t6", "--agent", "command", "--label", "keeper", "--runs-dir",
                               str(runs), "--synthetic", "--env", "ONEGC_SMOKE=1", "--budget-s", budget,
                               "--grace-s", "5", "--", "bash", "-c", KEEPER], env=env, capture_output=True, text=True)
         run = runs / "keeper" / "t6" / "r1"
