@@ -121,13 +121,14 @@ def observed(sample) -> dict:
 
 def check_round_trip(name: str, log) -> None:
     """Every sample of `log` holds exactly what its run's evidence says it must."""
+    from onegc.audit.cmd_verify import task_direction
     from onegc.rules.engine import judge
 
     assert log.status == "success" and log.eval.dataset.samples == len(log.samples)
     assert log.eval.viewer.trust_content is False  # the agent's text is never rendered richly
     for sample in log.samples:
         run_dir = Path(sample.metadata["onegc"]["run_dir"])
-        verdict = judge(run_dir).model_dump(mode="json")
+        verdict = judge(run_dir, direction_for=task_direction).model_dump(mode="json")  # as the exporter judges
         assert observed(sample) == expected(run_dir, verdict), (name, sample.id)
         assert sample.scores["verdict"].value == verdict["status"] == sample.metadata["onegc"]["status"]
         assert sample.id == f"r{sample.metadata['onegc']['rep']}"
