@@ -79,8 +79,8 @@ def score(
     """Score a sealed run again into RUN_DIR/rescore/STAMP/ (sealed; verify checks it)."""
     report = verify_run(run_dir)
     if report.status == "tampered":
-        Console(stderr=True).print(f"{run_dir}: tampered evidence; refusing to score it", highlight=False)
-        raise typer.Exit(BY_STATUS["tampered"])
+        raise OnegcError(f"{run_dir}: tampered evidence (it no longer matches its seal); refusing to score it",
+                         exit_code=BY_STATUS["tampered"])
     task = registry.get_task(_task_of(run_dir))
     folder, context = _data(task, run_dir, data_dir)
     who = who or os.environ.get("SUDO_USER") or getpass.getuser()

@@ -201,7 +201,8 @@ def test_rescore_beside_the_old_result_and_verified(scored_run: Path, tmp_path: 
     (c,) = board["cells"]
     assert (c["n_scored"], c["n_attempted"]) == (0, 1)
 
-    # A frozen copy that no longer matches its sealed hash: the rescore refuses, one line, exit 2.
+    # A frozen copy that no longer matches its sealed hash: the run is tampered (the seal covers
+    # frozen/), so the rescore refuses in one line with the tampered exit code.
     frozen_src = scored_run / "frozen" / "sources" / "run_1.py"
     original = frozen_src.read_bytes()
     frozen_src.write_bytes(original + b"\n# edited\n")
@@ -209,9 +210,9 @@ def test_rescore_beside_the_old_result_and_verified(scored_run: Path, tmp_path: 
         proc = subprocess.run([*CLI, "score", str(scored_run), "--why", "again"], capture_output=True, text=True)
     finally:
         frozen_src.write_bytes(original)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "does not match its sealed hash" in proc.stderr and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) <= 2  # the error line and its hint
+    assert proc.returncode == 6, proc.stdout + proc.stderr
+    assert "tampered" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
     # Tampering with the rescore is caught by verify (and then no score is taken from it).
     doc = json.loads((out / "result.json").read_text())
