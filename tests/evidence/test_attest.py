@@ -46,7 +46,14 @@ def signed_runs(keys):
             os.environ.pop("ONEGC_KEY_DIR")
         else:
             os.environ["ONEGC_KEY_DIR"] = old
-    unsigned = monitored(base, "true", rep=3)
+    os.environ["ONEGC_KEY_DIR"] = str(keys / "none")  # a key folder with no key: the harness signs nothing
+    try:
+        unsigned = monitored(base, "true", rep=3)
+    finally:
+        if old is None:
+            os.environ.pop("ONEGC_KEY_DIR")
+        else:
+            os.environ["ONEGC_KEY_DIR"] = old
     yield clean, dirty, unsigned
     shutil.rmtree(base, ignore_errors=True)
 
