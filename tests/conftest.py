@@ -20,13 +20,9 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the harness needs roo
 def private_signing_keys(tmp_path_factory) -> Iterator[None]:
     """The suite's own key folder (empty: runs are unsigned unless a test makes a key), so
     that no test writes a key into the user's ~/.config or signs with one it finds there."""
-    old = os.environ.get("ONEGC_KEY_DIR")
-    os.environ["ONEGC_KEY_DIR"] = str(tmp_path_factory.mktemp("onegc-keys") / "keys")
-    yield
-    if old is None:
-        os.environ.pop("ONEGC_KEY_DIR", None)
-    else:
-        os.environ["ONEGC_KEY_DIR"] = old
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ONEGC_KEY_DIR", str(tmp_path_factory.mktemp("onegc-keys") / "keys"))
+        yield
 
 
 @pytest.fixture

@@ -36,24 +36,12 @@ def signed_runs(keys):
     base = RUNS_BASE / ("attest-" + uuid.uuid4().hex[:8])
     base.mkdir(parents=True)
     os.chmod(base, 0o755)
-    old = os.environ.get("ONEGC_KEY_DIR")
-    os.environ["ONEGC_KEY_DIR"] = str(keys / "harness")
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ONEGC_KEY_DIR", str(keys / "harness"))
         clean = monitored(base, "echo hi > a.txt", rep=1)
         dirty = monitored(base, "python3 -m pip install --no-index --quiet not-a-package || true", rep=2)
-    finally:
-        if old is None:
-            os.environ.pop("ONEGC_KEY_DIR")
-        else:
-            os.environ["ONEGC_KEY_DIR"] = old
-    os.environ["ONEGC_KEY_DIR"] = str(keys / "none")  # a key folder with no key: the harness signs nothing
-    try:
+        env.setenv("ONEGC_KEY_DIR", str(keys / "none"))  # a key folder with no key: the harness signs nothing
         unsigned = monitored(base, "true", rep=3)
-    finally:
-        if old is None:
-            os.environ.pop("ONEGC_KEY_DIR")
-        else:
-            os.environ["ONEGC_KEY_DIR"] = old
     yield clean, dirty, unsigned
     shutil.rmtree(base, ignore_errors=True)
 
