@@ -11,6 +11,8 @@ SCRATCH = "scratch"
 HOME = "home"
 PRIVATE_SCRATCH = {"/tmp": "tmp", "/var/tmp": "var_tmp", "/dev/shm": "dev_shm"}
 """Path in the agent's view -> folder under scratch/ bound there."""
+FS_DIR = "fs"
+"""While a run lives: the images of its own filesystems (harness/runfs.py); gone after it."""
 AGENT_DIR = "agent"
 STDOUT = "agent/stdout.log"
 STDERR = "agent/stderr.log"
@@ -46,6 +48,10 @@ class RunLayout:
     def private(self, view_path: str) -> Path:
         """The scratch folder bound at ``view_path`` (/tmp, /var/tmp, /dev/shm) in the agent's view."""
         return self.scratch / PRIVATE_SCRATCH[view_path]
+
+    @property
+    def fs_dir(self) -> Path:
+        return self.root / FS_DIR
 
     @property
     def agent_dir(self) -> Path:

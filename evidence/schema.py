@@ -239,7 +239,7 @@ TABLES: tuple[Table, ...] = (
             Column("phase", "VARCHAR", "before or after the agent phase."),
             Column("scope", "VARCHAR", "workspace, originals or heldout."),
             Column("path", "VARCHAR", "Path relative to the scope's root."),
-            Column("kind", "VARCHAR", "file, dir or symlink."),
+            Column("kind", "VARCHAR", "file, dir, symlink, or fifo, socket, device (named, never opened)."),
             Column("size", "BIGINT", "Size in bytes."),
             Column("mode", "INTEGER", "st_mode permission bits."),
             Column("uid", "BIGINT", "Owner uid."),

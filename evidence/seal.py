@@ -5,10 +5,12 @@ manifest holds the sha256 of every sealed artifact and every journal's chain hea
 digest over itself; `evidence.duckdb` holds the same heads, so editing either alone shows.
 """
 
+import errno
 import hashlib
 import importlib.metadata
 import json
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +31,16 @@ from onegc.evidence.attest import (
 )
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import ChainCheck, check_chain, journal_path
-from onegc.evidence.layout import DB_NAME, JOURNAL_DIR, MANIFEST_NAME, RESCORE_DIR, RESULT_NAME, SCRATCH, WORKSPACE
+from onegc.evidence.layout import (
+    DB_NAME,
+    FS_DIR,
+    JOURNAL_DIR,
+    MANIFEST_NAME,
+    RESCORE_DIR,
+    RESULT_NAME,
+    SCRATCH,
+    WORKSPACE,
+)
 from onegc.evidence.models import Verdict
 from onegc.evidence.schema import TABLES
 
@@ -37,7 +48,7 @@ MANIFEST_FORMAT = "onegc-manifest-1"
 # Every file of the run folder is sealed except what the agent wrote (its workspace and
 # scratch, which the snapshots hash), what is added later and seals itself (rescore/), and
 # the seal's own outputs (the manifest, the attestations that sign it).
-UNSEALED_TOPS = (WORKSPACE, SCRATCH, RESCORE_DIR, ATTEST_DIR, MANIFEST_NAME)
+UNSEALED_TOPS = (WORKSPACE, SCRATCH, FS_DIR, RESCORE_DIR, ATTEST_DIR, MANIFEST_NAME)
 # Later additions to a sealed run (e.g. rescore/<stamp>/): each folder seals itself.
 ADDENDA_DIRS = (RESCORE_DIR,)
 ADDENDUM_FORMAT = "onegc-addendum-1"
@@ -69,8 +80,13 @@ class SealError(OnegcError):
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    """sha256 of a regular file's bytes. Anything else (a FIFO or socket an agent left, a device)
+    is refused with OSError, never opened in a way that could wait for a writer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{path}: not a regular file")
+        h = hashlib.sha256()
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

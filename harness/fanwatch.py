@@ -2,20 +2,17 @@
 
 Why: inotify names no process and loses events (queue overflow, the new-directory watch race),
 so a write by any host process in a watched place was cited against the run. Here each of the
-run's writable places (workspace, scratch) becomes a superblock of its own: an overlay whose
-lower layer is empty and whose upper layer is the run's folder itself, so the folder on disk
-always holds exactly what the agent sees, before, during and after the run. The overlays are
-mounted in this sensor's private mount namespace; the launcher joins a copy of it
-(``mntns_pid``), so only the run's view reaches them: a host process writing in the run folder
-writes below the overlay and is not a run's act. A filesystem mark (FAN_MARK_FILESYSTEM)
+run's writable places (workspace, scratch) is a filesystem of its own (harness/runfs.py: a
+fresh ext4 on a loop device, mounted over the folder). A filesystem mark (FAN_MARK_FILESYSTEM)
 with FAN_UNLIMITED_QUEUE sees every change on those superblocks, from any mount namespace,
-with nothing lost; each event names its folder and entry (FAN_REPORT_DFID_NAME; a new
-folder's own handle too, so its path is known even if it is gone before its events are read)
-and its pid, and a pidfd (FAN_REPORT_PIDFD) tells the
-process's cgroup even after it exited (PIDFD_GET_INFO), so membership of the run is checked
-per event: ``in_run`` true (the run's cgroup), false (another process: kept, never cited),
-or null with ``attribution = 'none'`` when the process was reaped before the event was read
-and never seen in the run's cgroup (counted, never cited).
+with nothing lost, and nothing else of the machine; each event names its folder and entry
+(FAN_REPORT_DFID_NAME; a new folder's own handle too, so its path is known even if it is gone
+before its events are read) and its pid, and a pidfd (FAN_REPORT_PIDFD) tells the process's
+cgroup even after it exited (PIDFD_GET_INFO), so membership of the run is checked per event:
+``in_run`` true (the run's cgroup), false (another process, e.g. a host process writing in the
+run's folder: kept, never cited), or null with ``attribution = 'none'`` when the process was
+reaped before the event was read and never seen in the run's cgroup (counted, never cited).
+A root that is not a superblock of its own is refused: marking it would watch its whole disk.
 research/sandbox-by-construction.md section 2 measured this recipe.
 
 Usage (by the harness): python -m onegc.harness.fanwatch RUN_DIR PARENT_PID CGROUP_DIR ROOTS_JSON
@@ -38,8 +35,8 @@ from collections import Counter
 from pathlib import Path
 
 from onegc.evidence.journal import Journal, journal_path
-from onegc.evidence.layout import RunLayout
-from onegc.harness.kernel import CLONE_NEWNS, MS_PRIVATE, MS_REC, PR_SET_PDEATHSIG, libc, mount, prctl, unshare
+from onegc.harness.kernel import PR_SET_PDEATHSIG, libc, prctl
+from onegc.harness.runfs import own_superblock
 
 FAN_CLOEXEC, FAN_NONBLOCK, FAN_CLASS_NOTIF = 0x1, 0x2, 0x0
 FAN_UNLIMITED_QUEUE, FAN_REPORT_PIDFD = 0x10, 0x80
@@ -63,7 +60,6 @@ META = struct.Struct("=IBBHQii")  # event_len, vers, reserved, metadata_len, mas
 INFO = struct.Struct("=BBH")
 PIDFD_GET_INFO = 0xC040FF0B  # _IOWR(0xFF, 11, struct pidfd_info VER0, 64 bytes)
 PIDFD_INFO_CGROUPID, PIDFD_INFO_EXIT = 0x4, 0x8
-OVERLAY_UNSAFE = (",", ":", "\\")  # overlay's option syntax cannot carry these in a path
 
 libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
 libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
@@ -74,34 +70,6 @@ def _check(ret: int, what: str) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return ret
-
-
-def overlay_dirs(run_dir: Path, label: str) -> tuple[Path, Path]:
-    """The empty lower layer and overlay's work folder for one root (same filesystem as the root)."""
-    base = RunLayout(run_dir).agent_dir / "overlay" / label
-    return base / "lower", base / "work"
-
-
-def clear_overlay_xattrs(path: str) -> None:
-    """Drop what an overlay wrote on its upper folder (trusted.overlay.*: the origin of its
-    root): left there, a copied folder is refused by the next overlay (ESTALE), and a run's
-    record keeps nothing of the mechanism."""
-    for name in os.listxattr(path, follow_symlinks=False):
-        if name.startswith("trusted.overlay."):
-            os.removexattr(path, name, follow_symlinks=False)
-
-
-def mount_own_superblock(run_dir: Path, label: str, path: str) -> None:
-    """Overlay ``path`` onto itself: empty lower, ``path`` as the upper layer. index and
-    nfs_export make its file handles decodable, which fanotify's FID mode needs."""
-    if any(c in path for c in OVERLAY_UNSAFE):
-        raise OSError(errno.EINVAL, f"{path}: a run folder for the fanotify sensor cannot contain , : or \\")
-    clear_overlay_xattrs(path)
-    lower, work = overlay_dirs(run_dir, label)
-    lower.mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
-    opts = f"lowerdir={lower},upperdir={path},workdir={work},index=on,nfs_export=on"
-    mount("overlay", path, "overlay", 0, opts)
 
 
 def pidfd_cgroup(pidfd: int) -> int | None:
@@ -352,10 +320,9 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        unshare(CLONE_NEWNS)
-        mount(None, "/", None, MS_REC | MS_PRIVATE)
         for label, path in roots:
-            mount_own_superblock(run_dir, label, path)
+            if not own_superblock(path):
+                raise OSError(errno.EXDEV, f"{label} ({path}) is not a filesystem of its own")
         w = FanWatcher(run_dir, cgroup_dir, roots)
     except OSError as exc:
         print(json.dumps({"ready": False, "error": str(exc)}), flush=True)

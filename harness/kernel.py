@@ -34,15 +34,6 @@ def _check(ret: int, what: str) -> int:
     return ret
 
 
-def setns_mount(pid: int) -> None:
-    """Join the mount namespace of ``pid`` (Python 3.11 lacks os.setns)."""
-    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _check(libc.setns(fd, CLONE_NEWNS), f"setns(mnt of {pid})")
-    finally:
-        os.close(fd)
-
-
 def prctl(option: int, arg: int) -> None:
     _check(libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option})")
 

@@ -31,7 +31,6 @@ from onegc.harness.kernel import (
     loopback_up,
     prctl,
     sethostname,
-    setns_mount,
     unshare,
 )
 
@@ -76,8 +75,6 @@ def main() -> None:
         os._exit(1)
     if cfg.get("cgroup_procs"):
         Path(cfg["cgroup_procs"]).write_text("0")
-    if cfg.get("mntns_pid"):  # the file sensor's namespace holds the run's own superblocks (fanwatch.py)
-        setns_mount(cfg["mntns_pid"])
     # cgroup namespace after joining the run's cgroup: that cgroup becomes the tree's root
     unshare(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP)
     loopback_up()

@@ -23,9 +23,10 @@ from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import Journal, journal_path
 from onegc.evidence.layout import HOME, PRIVATE_SCRATCH, RunLayout
 from onegc.evidence.seal import seal
-from onegc.harness import fanwatch, snapshot, view
+from onegc.harness import snapshot, view
 from onegc.harness.cgroup import RunCgroup
 from onegc.harness.freeze import freeze, thaw
+from onegc.harness.runfs import RunFs
 
 AGENT_UID_BASE = int(os.environ.get("ONEGC_AGENT_UID", "61000"))
 """First of the per-run agent uids (each run leases its own: view.UidLease)."""
@@ -217,6 +218,7 @@ class Monitor:
         self.reasons: list[str] = []
         self.sensors: dict[str, bool] = {}
         self.cgroup: RunCgroup | None = None
+        self.runfs: RunFs | None = None
         self.procs: dict[str, subprocess.Popen] = {}
         self._stop_sampler = threading.Event()
 
@@ -240,33 +242,47 @@ class Monitor:
         spec = self.spec
         return [["workspace", str(spec.workspace), True], ["scratch", str(spec.scratch), True]]
 
-    def _start_file_sensor(self) -> int | None:
-        """fanotify on the run's own superblocks (harness/fanwatch.py: a pid per event, nothing
-        lost) where the kernel and a cgroup allow; inotify otherwise. Returns the pid whose mount
-        namespace the launcher must join, or None."""
+    def _start_file_sensor(self) -> None:
+        """fanotify on the run's own filesystems (harness/runfs.py, harness/fanwatch.py: a pid
+        per event, nothing lost) where the kernel and a cgroup allow; inotify otherwise."""
         spec, roots = self.spec, self._watch_roots()
         if self.cgroup is not None and spec.file_sensor != "inotify":
-            proc = self._spawn_sensor(
-                "fswatch",
-                "onegc.harness.fanwatch",
-                str(spec.run_dir),
-                str(os.getpid()),
-                str(self.cgroup.path),
-                json.dumps([[label, path] for label, path, _rec in roots]),
-            )
-            line = proc.stdout.readline()
-            msg = json.loads(line) if line else {}
-            if msg.get("ready") is True:
-                self.sensors["fswatch"] = True
-                self.sensors["file_sensor"] = "fanotify"
-                return int(msg["pid"])
-            proc.wait()
+            error = self._start_fanotify(roots)
+            if error is None:
+                return
             self.health.write(sensor="fswatch", counter="fanotify_unavailable", value=1, lossy=False)
-            self.harness.write(kind="file_sensor_fallback", detail={"error": msg.get("error", "no answer")})
+            self.harness.write(kind="file_sensor_fallback", detail={"error": error})
         self._spawn_sensor("fswatch", "onegc.harness.fswatch", str(spec.run_dir), str(os.getpid()), json.dumps(roots))
         self._ready("fswatch")
         self.sensors["file_sensor"] = "inotify"
-        return None
+
+    def _start_fanotify(self, roots: list[list]) -> str | None:
+        """Mount the run's own filesystems and mark them; None once watched, else why not (and
+        the folders are plain folders again)."""
+        spec = self.spec
+        runfs = RunFs(spec.layout, [(label, Path(path)) for label, path, _rec in roots])
+        try:
+            runfs.attach()
+        except OSError as exc:
+            return str(exc)
+        proc = self._spawn_sensor(
+            "fswatch",
+            "onegc.harness.fanwatch",
+            str(spec.run_dir),
+            str(os.getpid()),
+            str(self.cgroup.path),
+            json.dumps([[label, path] for label, path, _rec in roots]),
+        )
+        line = proc.stdout.readline()
+        msg = json.loads(line) if line else {}
+        if msg.get("ready") is True:
+            self.runfs = runfs
+            self.sensors["fswatch"] = True
+            self.sensors["file_sensor"] = "fanotify"
+            return None
+        proc.wait()
+        runfs.detach()
+        return msg.get("error", "no answer")
 
     def _spawn_sensor(self, name: str, module: str, *args: str, pass_fds: tuple = ()) -> dict:
         proc = subprocess.Popen(
@@ -379,8 +395,8 @@ class Monitor:
         snapshot.record(snaps, "before", scopes)
 
         env = agent_env(spec)
-        login_profile(spec, env)  # host-side writes in the run's folders end here: the overlays come next
-        mntns_pid = self._start_file_sensor()
+        login_profile(spec, env)  # host-side writes in the run's folders end here: their own filesystems come next
+        self._start_file_sensor()
         ctl_r, ctl_w = os.pipe()
         ack_r, ack_w = os.pipe()
         status_r, status_w = os.pipe()
@@ -409,7 +425,6 @@ class Monitor:
             "uid": spec.agent_uid,
             "gid": spec.agent_uid,
             "cgroup_procs": str(self.cgroup.procs_file) if self.cgroup else None,
-            "mntns_pid": mntns_pid,
             "view": asdict(sandbox),
             "ctl_fd": ctl_w,
             "ack_fd": ack_r,
@@ -480,10 +495,7 @@ class Monitor:
         sampler.join()
         samples.close()
         self._stop_sensors()
-        if self.sensors.get("file_sensor") == "fanotify":  # the overlays died with the tree and the sensor
-            shutil.rmtree(spec.layout.agent_dir / "overlay", ignore_errors=True)
-            for root in (spec.workspace, spec.scratch):
-                fanwatch.clear_overlay_xattrs(str(root))
+        self._detach_runfs()
         snapshot.record(snaps, "after", scopes)
         snaps.close()
         post = BeforeSeal(spec, start_mono, deadline)
@@ -502,6 +514,19 @@ class Monitor:
             self.cgroup.remove()
         seal(spec.run_dir, complete=complete, reasons=self.reasons, signer=signer)
         return RunOutcome(spec.run_dir, complete, self.reasons, end_reason, exit_code)
+
+    def _detach_runfs(self) -> None:
+        """The run's filesystems back into plain folders (every process of the run is gone)."""
+        if self.runfs is None:
+            return
+        t = time.monotonic()
+        try:
+            self.runfs.detach()
+        except OSError as exc:
+            self.reasons.append(f"the run's filesystems could not be copied back ({exc}); they stay in "
+                                f"{self.spec.layout.fs_dir}")  # fmt: skip
+            return
+        self.harness.write(kind="runfs_detached", detail={"seconds": round(time.monotonic() - t, 3)})
 
     def _netns_handshake(self, launcher_pid: int, ready_r: int, go_w: int) -> None:
         """Let spec.on_netns act inside the agent's network namespace before the agent runs."""

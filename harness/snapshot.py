@@ -10,12 +10,14 @@ import csv
 import functools
 import os
 import site
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from onegc.evidence.journal import Journal
 from onegc.evidence.seal import sha256_file
 
+SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "device", stat.S_IFBLK: "device"}
 MIN_LIBRARY_BYTES = 256
 """Smaller files (empty __init__.py, a license stub) are too common to name their origin."""
 
@@ -68,10 +70,12 @@ def walk(root: Path) -> Iterator[dict]:
                 "mode": st.st_mode & 0o7777,
                 "uid": st.st_uid,
             }
-            if path.is_symlink():
+            if stat.S_ISLNK(st.st_mode):
                 entry.update(kind="symlink", sha256=os.readlink(path))
-            elif path.is_dir():
+            elif stat.S_ISDIR(st.st_mode):
                 entry.update(kind="dir", sha256=None)
+            elif not stat.S_ISREG(st.st_mode):  # a FIFO or socket: named, never opened (a FIFO waits)
+                entry.update(kind=SPECIAL.get(stat.S_IFMT(st.st_mode), "special"), sha256=None)
             else:
                 try:
                     entry.update(kind="file", sha256=sha256_file(path))

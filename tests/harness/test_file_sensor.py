@@ -1,6 +1,7 @@
 """File events under the watched roots, and the before/after snapshots."""
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -166,10 +167,11 @@ def test_a_childs_write_is_recorded_with_its_pid_and_in_run(runs_dir):
 
 def test_host_writes_beside_the_run_are_never_cited(runs_dir):
     """While an honest agent runs, a host process (root, not in the run) touches the run's
-    locked prepare.py through the agent's own view (/proc/PID/root: the only way in from
-    outside), writes into the run folder from outside and into /var/tmp and /run/lock. Its
-    events on the run's superblock are recorded as foreign with its pid, and nothing of it is
-    cited: nothing disqualifies the run."""
+    locked prepare.py through the agent's own view (/proc/PID/root), writes into the run
+    folder from the host (the run's own filesystem is mounted there: the agent sees it too)
+    and into /var/tmp and /run/lock. Its events on the run's filesystem are recorded as
+    foreign with its pid, the host's /var/tmp and /run/lock are no place of the run's, and
+    nothing of it is cited: nothing disqualifies the run."""
     run_dir = create_run_dir(runs_dir, "tester", "t0", 1)
     ws = run_dir / "workspace"
     (ws / "prepare.py").write_text("LABELS = 'locked'\n")
@@ -199,7 +201,10 @@ def test_host_writes_beside_the_run_are_never_cited(runs_dir):
         os.unlink(f"{d}/{marker}")
     foreign = rows(run_dir, "SELECT DISTINCT pid, in_run, attribution FROM file_events WHERE path LIKE '%/prepare.py'")
     assert foreign == [(host_writer, False, "proc")] or foreign == [(host_writer, False, "pidfd")], foreign
-    assert rows(run_dir, f"SELECT count(*) FROM file_events WHERE path LIKE '%{marker}%'") == [(0,)]
+    outside = rows(run_dir, f"SELECT DISTINCT pid, in_run, path FROM file_events WHERE path LIKE '%{marker}%'")
+    assert [(pid, in_run) for pid, in_run, _p in outside] == [(host_writer, False)], outside
+    assert outside[0][2] == str(ws / f"{marker}.txt")  # not /var/tmp's or /run/lock's
+    assert (ws / f"{marker}.txt").read_text() == "from outside"  # kept: nothing of the run folder is lost
     assert rows(run_dir, "SELECT count(*) FROM file_events WHERE path LIKE '%/out.txt' AND in_run") == [(3,)]
     verdict = judge(run_dir).model_dump(mode="json")  # no checkpoint: no score (R7), but nothing disqualifies
     assert verdict["status"] == "no_score" and not verdict["disqualified_by"], verdict["reasons"]
@@ -214,19 +219,22 @@ def test_undecodable_file_names_and_argv_are_recorded_not_fatal(runs_dir):
     assert rows(run, "SELECT argv FROM execs WHERE path = '/bin/echo'") == [(["/bin/echo", "arg\\xfe"],)]
 
 
-def test_where_fanotify_cannot_start_inotify_takes_its_place(runs_dir):
-    """A runs folder whose path overlay's options cannot carry (a comma) gets no overlay: the
-    harness says so (sensor health, a harness event) and watches with inotify instead; the
-    run's writes are still recorded (without a pid) and cited."""
-    odd = runs_dir / "a,b"
-    odd.mkdir()
-    os.chmod(odd, 0o755)
-    run = monitored(odd, "echo x > made.txt")
+def test_where_fanotify_cannot_start_inotify_takes_its_place(runs_dir, tmp_path, monkeypatch):
+    """A machine without mkfs.ext4 cannot give the run filesystems of its own: the harness says
+    so (sensor health, a harness event) and watches with inotify instead; the run's writes are
+    still recorded (without a pid) and the folders stay plain folders."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("mount", "cp", "umount"):
+        os.symlink(shutil.which(name), tools / name)
+    monkeypatch.setenv("PATH", str(tools))
+    run = monitored(runs_dir, "echo x > made.txt")
     assert rows(run, "SELECT value FROM sensor_health WHERE counter = 'fanotify_unavailable'") == [(1,)]
-    assert rows(run, "SELECT count(*) FROM harness_events WHERE kind = 'file_sensor_fallback'") == [(1,)]
+    (error,) = rows(run, "SELECT detail->>'error' FROM harness_events WHERE kind = 'file_sensor_fallback'")[0]
+    assert "mkfs.ext4" in error, error
     got = rows(run, "SELECT DISTINCT pid, in_run, attribution FROM file_events WHERE path LIKE '%/made.txt'")
     assert got == [(None, None, None)], got
-    assert not (run / "agent" / "overlay").exists()
+    assert not (run / "fs").exists() and (run / "workspace" / "made.txt").read_text() == "x\n"
 
 
 def test_a_write_read_after_its_process_was_reaped_is_the_runs_if_the_run_held_that_pid(runs_dir):
