@@ -17,9 +17,10 @@ from onegc.evidence.errors import OnegcError
 from onegc.evidence.layout import RunLayout
 from onegc.evidence.seal import latest_result
 from onegc.harness.agents import PROXY_PORT, resolve_agent, with_home, write_home_files
-from onegc.harness.monitor import RunSpec, create_run_dir, run_dir_for, run_monitored
+from onegc.harness.monitor import run_monitored
 from onegc.harness.proxy import Route, attach_proxy
 from onegc.harness.scoring import scoring_step
+from onegc.harness.spec import RunSpec, create_run_dir, run_dir_for
 from onegc.harness.streams.record import stream_step
 from onegc.rules.engine import judge
 from onegc.tasks import registry

@@ -29,9 +29,10 @@ from typing import Any
 
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.journal import Journal, journal_path
+from onegc.evidence.layout import CHECKPOINTS, RESULT_NAME, STDOUT, RunLayout
 from onegc.evidence.seal import seal, sha256_file
-from onegc.harness import monitor
-from onegc.harness.monitor import HarnessError
+from onegc.harness.spec import HarnessError
+from onegc.harness.spec import create_run_dir as create_monitored_run_dir
 from onegc.harness.streams import PARSERS, Parsed
 from onegc.harness.streams.codex import RolloutParser, merge_rollout
 
@@ -114,13 +115,13 @@ class Source:
 
     @property
     def result(self) -> Path | None:
-        return next((p for p in self.artifacts if p.name == "result.json" and p.parent == self.base), None)
+        return next((p for p in self.artifacts if p.name == RESULT_NAME and p.parent == self.base), None)
 
 
 def _transcripts(folder: Path) -> list[tuple[Path, str]]:
     found = []
     for p in sorted(folder.iterdir()):
-        if p.is_file() and not p.is_symlink() and p.name != "result.json" and not p.name.startswith("."):
+        if p.is_file() and not p.is_symlink() and p.name != RESULT_NAME and not p.name.startswith("."):
             kind = sniff(p)
             if kind in FORMATS:
                 found.append((p, kind))
@@ -322,8 +323,8 @@ def _has_orig_mod(path: Path) -> bool:
 def _write_scores(run_dir: Path, result_path: Path | None) -> int:
     """Claims, never official scores: the published result.json and each checkpoint's
     `_orig_mod.` keys, with `official` NULL and `selected_by = 'imported_claim'`."""
-    ws = run_dir / "workspace"
-    ck_dir = ws / "checkpoints"
+    ws = RunLayout(run_dir).workspace
+    ck_dir = ws / CHECKPOINTS
     ckpts = sorted(p for p in ck_dir.rglob("*") if p.is_file()) if ck_dir.is_dir() else []
     if result_path is None and not ckpts:
         return 0
@@ -395,7 +396,7 @@ def _times(parsed: Parsed) -> tuple[float | None, float | None]:
 def create_run_dir(runs_dir: Path, agent: str, task: str, rep: int) -> Path:
     """RUNS/AGENT/TASK/rREP, new, with the names a monitored run allows."""
     try:
-        return monitor.create_run_dir(runs_dir, agent, task, rep)
+        return create_monitored_run_dir(runs_dir, agent, task, rep)
     except HarnessError as exc:
         raise ImportSourceError(str(exc)) from None
 
@@ -411,22 +412,23 @@ def write_run(src: Source, runs_dir: Path, agent: str, task: str, rep: int, key:
 
 
 def _fill(src: Source, run_dir: Path, agent: str, task: str, rep: int, key: str) -> Imported:
-    ws = run_dir / "workspace"
-    (run_dir / "agent").mkdir()
+    layout = RunLayout(run_dir)
+    ws = layout.workspace
+    layout.agent_dir.mkdir()
     stdout = None
     if src.transcript is not None:
-        stdout = run_dir / "agent" / "stdout.log"
+        stdout = layout.stdout
         shutil.copyfile(src.transcript, stdout)
     rollout = None
     if src.rollout is not None:
-        rollout = run_dir / "agent" / src.rollout.name
+        rollout = layout.agent_dir / src.rollout.name
         shutil.copyfile(src.rollout, rollout)
     files = [
         {
             "role": "transcript",
             "path": str(src.transcript.resolve()),
             "sha256": sha256_file(stdout),
-            "stored_as": "agent/stdout.log",
+            "stored_as": STDOUT,
         }
     ] if stdout is not None else []
     if rollout is not None:
@@ -443,7 +445,7 @@ def _fill(src: Source, run_dir: Path, agent: str, task: str, rep: int, key: str)
         dest = ws / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(art, dest)
-        role = "checkpoint" if rel.parts[0] == "checkpoints" else "artifact"
+        role = "checkpoint" if rel.parts[0] == CHECKPOINTS else "artifact"
         role = "result" if art == src.result else role
         files.append(
             {
@@ -501,7 +503,7 @@ def _fill(src: Source, run_dir: Path, agent: str, task: str, rep: int, key: str)
     tables["agent_events"].write(line=0, source="stream", kind="parse_summary", detail=summary, raw=None)
     for j in tables.values():
         j.close()
-    scores = _write_scores(run_dir, ws / "result.json" if src.result is not None else None)
+    scores = _write_scores(run_dir, ws / RESULT_NAME if src.result is not None else None)
     harness.write(kind="end", t=last_t, mono=None, detail={"reason": "imported", "scores_claimed": scores})
     harness.close()
     reasons = [

@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.text import Text
 
 from onegc.evidence.journal import journal_path
+from onegc.evidence.layout import CHECKPOINTS, RunLayout
 from onegc.harness.streams import PARSERS
 
 
@@ -108,7 +109,7 @@ class RunWatcher:
     def __init__(self, run_dir: Path, budget_s: float, stream_fmt: str | None) -> None:
         self.run_dir, self.budget_s = run_dir, budget_s
         self.tails = {t: _Tail(journal_path(run_dir, t)) for t in ("execs", "file_events", "net_attempts")}
-        self.stream = _Tail(run_dir / "agent" / "stdout.log")
+        self.stream = _Tail(RunLayout(run_dir).stdout)
         self.parser = PARSERS[stream_fmt]() if stream_fmt in PARSERS else None
         self.started = time.monotonic()
 
@@ -124,7 +125,7 @@ class RunWatcher:
             if self.parser.out.tool_calls:
                 call = self.parser.out.tool_calls[-1]
                 last = f"  last: {call.tool} {' '.join((call.command or '').split())[:80]}".rstrip()
-        ckpt = self.run_dir / "workspace" / "checkpoints"
+        ckpt = RunLayout(self.run_dir).workspace / CHECKPOINTS
         try:
             checkpoints = sum(1 for p in ckpt.iterdir() if p.is_file())
         except OSError:

@@ -6,7 +6,8 @@ long does ``verify`` take on the record?
 
 The agent (``--agent command`` on T6, synthetic data) creates, writes, closes and deletes
 DIRS x FILES_PER_DIR files in DIRS new folders (issue 13.8: 250 x 1000, about 1,000,000
-events). Printed: the agent's own storm time, the run's wall time, events recorded, what is
+events). Printed: the agent's own storm time and the same storm's unmonitored (same
+interpreter, a plain folder beside the runs), the run's wall time, events recorded, what is
 missing (a file of the storm without its create, close_write or delete, or one without the
 writer's pid), overflows, attribution counts, and the wall time of ``onegc-audit verify``.
 Targets: nothing lost, verify <= 10 s.
@@ -43,6 +44,17 @@ def cli() -> list[str]:
     return [sys.executable, "-m", "onegc.audit"]
 
 
+def unmonitored(runs_dir: Path, dirs: int, per: int) -> float:
+    """The same storm with the same interpreter in a plain folder beside the runs."""
+    folder = runs_dir / "unmonitored"
+    folder.mkdir()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
+    out = subprocess.run(["python3", "-c", STORM, str(dirs), str(per)], cwd=folder, env=env,
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    shutil.rmtree(folder)
+    return json.loads(out.strip().splitlines()[-1])["storm_s"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dirs", type=int, default=250)
@@ -57,6 +69,7 @@ def main() -> None:
     argv = [*cli(), "run", "--task", "t6", "--agent", "command", "--synthetic", "--runs-dir", str(a.runs_dir),
             "--budget-s", "900", "--grace-s", "5", "--label", "storm", "--json",
             "--", "python3", "-c", STORM, str(a.dirs), str(a.files_per_dir)]  # fmt: skip
+    plain_s = unmonitored(a.runs_dir, a.dirs, a.files_per_dir)
     t0 = time.monotonic()
     run = subprocess.run(argv, env=env, capture_output=True, text=True)
     run_wall = time.monotonic() - t0
@@ -97,6 +110,8 @@ def main() -> None:
         "sensor": a.sensor,
         "files": n,
         "storm_s": round(agent["storm_s"], 2),
+        "unmonitored_storm_s": round(plain_s, 2),
+        "ratio": round(agent["storm_s"] / plain_s, 3),
         "run_wall_s": round(run_wall, 2),
         "file_events_rows": total,
         "lost": lost,
@@ -107,7 +122,8 @@ def main() -> None:
         "verify_status": status,
     }
     print(
-        f"{a.sensor}: {n} files, storm {out['storm_s']} s, run wall {out['run_wall_s']} s, rows {total}, "
+        f"{a.sensor}: {n} files, storm {out['storm_s']} s (unmonitored {out['unmonitored_storm_s']} s, "
+        f"{out['ratio']}x), run wall {out['run_wall_s']} s, rows {total}, "
         f"lost {lost}, without writer pid {no_pid}, overflows {out['overflows']}, verify {out['verify_s']} s "
         f"({status})"
     )

@@ -1,11 +1,15 @@
 """Sensor overhead: the same workloads unmonitored and monitored, interleaved, in one run.
 
-    python bench/sensors.py [--reps 3] [--disk] [--sensor fanotify|inotify] [--only WORKLOAD]
-                                                         (as root; on a tmpfs unless --disk)
+    python bench/sensors.py [--reps 5] [--tmpfs] [--sensor fanotify|inotify] [--only WORKLOAD]
+                                                                                    (as root)
 
-Each workload times itself (the harness's set-up is not part of the ratio) and the script
-prints median ratios monitored/unmonitored plus the evidence counts and losses. Targets
-(issue 13.8): training-like <= 1.02x, exec-heavy <= 1.4x, file-heavy <= 1.10x, events lost = 0.
+Unmonitored, a workload runs with the same interpreter and PATH the agent gets, in a plain
+folder beside the runs, on the disk that holds them (or, with --tmpfs, runs and folder on a
+tmpfs); monitored, it is the agent of a real run, whose workspace is the run's own filesystem
+(harness/runfs.py). Each workload times itself (the harness's set-up is not part of the ratio)
+and the script prints median ratios monitored/unmonitored plus the evidence counts and
+losses. Targets (issue 13.8): training-like <= 1.02x, exec-heavy <= 1.4x, file-heavy <= 1.10x,
+events lost = 0.
 """
 
 import argparse
@@ -14,13 +18,15 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import duckdb
 
-from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.harness.monitor import run_monitored
+from onegc.harness.spec import RunSpec, create_run_dir
 
 BASE = Path("/var/lib/onegc-audit/bench")
 
@@ -61,8 +67,9 @@ WORKLOADS = {
 
 
 def plain(argv: list[str]) -> float:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory(dir=BASE) as d:
-        out = subprocess.run(argv, cwd=d, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(argv, cwd=d, capture_output=True, text=True, check=True, env=env).stdout
     return float(out.split()[-1])
 
 
@@ -83,15 +90,15 @@ def monitored(argv: list[str], name: str, rep: int) -> tuple[float, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--disk", action="store_true", help="measure on the disk instead of a tmpfs")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--tmpfs", action="store_true", help="runs and the unmonitored folder on a tmpfs, not the disk")
     ap.add_argument("--sensor", default="fanotify", choices=["fanotify", "inotify"], help="the file sensor")
     ap.add_argument("--only", action="append", choices=list(WORKLOADS), help="run only these workloads")
     args = ap.parse_args()
     os.environ["ONEGC_FILE_SENSOR"] = args.sensor
     shutil.rmtree(BASE, ignore_errors=True)
     BASE.mkdir(parents=True)
-    if not args.disk:  # this kind of VM's ext4 is too noisy for file-write ratios (research, section 4.2)
+    if args.tmpfs:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(BASE)], check=True)
     results = {}
     for name, argv in WORKLOADS.items():
@@ -114,9 +121,9 @@ def main() -> None:
             f"execs {counts['execs']}  file events {counts['file_events']}  lost {counts['lost']}",
             flush=True,
         )
-    print(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M"), "fs": "disk" if args.disk else "tmpfs",
+    print(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M"), "fs": "tmpfs" if args.tmpfs else "disk",
                       "sensor": args.sensor, "results": results}))
-    if not args.disk:
+    if args.tmpfs:
         subprocess.run(["umount", str(BASE)], check=False)
     shutil.rmtree(BASE, ignore_errors=True)
 

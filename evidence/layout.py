@@ -25,6 +25,10 @@ RESULT_NAME = "result.json"
 RESCORE_DIR = "rescore"
 CHECKPOINTS = "checkpoints"
 """Under the workspace: where the agent saves the checkpoints that are scored."""
+FROZEN_DIR = "frozen"
+"""Root-only copies of the candidates and sources taken at the end-of-run freeze (harness/freeze.py):
+FROZEN_DIR/checkpoints/..., FROZEN_DIR/sources/..., FROZEN_DIR/frozen.json."""
+FROZEN_SOURCES = "sources"
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,10 @@ class RunLayout:
     def private(self, view_path: str) -> Path:
         """The scratch folder bound at ``view_path`` (/tmp, /var/tmp, /dev/shm) in the agent's view."""
         return self.scratch / PRIVATE_SCRATCH[view_path]
+
+    @property
+    def frozen(self) -> Path:
+        return self.root / FROZEN_DIR
 
     @property
     def fs_dir(self) -> Path:

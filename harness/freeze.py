@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from onegc.evidence.errors import OnegcError
+from onegc.evidence.layout import CHECKPOINTS, FROZEN_SOURCES, RunLayout
 from onegc.evidence.seal import sha256_file
 
-FROZEN_DIR = "frozen"
 FROZEN_MANIFEST = "frozen.json"  # not manifest.json: that name marks a sealed run dir
 FROZEN_FORMAT = "onegc-frozen-1"
-CHECKPOINTS = "checkpoints"
-SOURCES = "sources"
+SOURCES = FROZEN_SOURCES
 
 
 class FrozenMismatch(OnegcError):
@@ -129,7 +128,7 @@ def freeze(
             problem = f"cgroup.freeze failed: {exc}"
     else:
         problem = "no cgroup: the copies were taken while the tree could still run"
-    dest = run_dir / FROZEN_DIR
+    dest = RunLayout(run_dir).frozen
     try:
         dest.mkdir(mode=0o700)
         os.chmod(dest, 0o700)
@@ -169,7 +168,7 @@ def freeze(
 def load_frozen(run_dir: Path, *, verify: bool = True) -> dict | None:
     """The frozen manifest of a run (None when the run has none); with ``verify`` every copy
     is re-hashed and a missing or changed one raises ``FrozenMismatch``."""
-    path = run_dir / FROZEN_DIR / FROZEN_MANIFEST
+    path = RunLayout(run_dir).frozen / FROZEN_MANIFEST
     if not path.is_file():
         return None
     try:
@@ -179,7 +178,7 @@ def load_frozen(run_dir: Path, *, verify: bool = True) -> dict | None:
     if verify:
         for kind, base in (("checkpoints", ""), ("sources", SOURCES)):
             for rel, info in (manifest.get(kind) or {}).items():
-                copy = run_dir / FROZEN_DIR / base / rel
+                copy = RunLayout(run_dir).frozen / base / rel
                 if not copy.is_file() or sha256_file(copy) != info.get("sha256"):
                     raise FrozenMismatch(
                         f"{run_dir}: frozen copy {kind[:-1]} {rel} does not match its sealed hash",

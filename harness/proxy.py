@@ -27,7 +27,7 @@ from onegc.evidence.journal import Journal, journal_path
 from onegc.harness.kernel import CLONE_NEWNET, libc
 
 if TYPE_CHECKING:
-    from onegc.harness.monitor import RunSpec
+    from onegc.harness.spec import RunSpec
 
 MAX_HEAD = 64 * 1024
 HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "upgrade", "host"}

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from onegc.evidence.journal import Journal, check_chain, journal_path
-from onegc.evidence.seal import RESCORE_DIR, RESULT_NAME, sha256_file
-from onegc.harness.freeze import FROZEN_DIR, SOURCES, FrozenMismatch, load_frozen
+from onegc.evidence.layout import CHECKPOINTS, RESCORE_DIR, RESULT_NAME, RunLayout
+from onegc.evidence.seal import sha256_file
+from onegc.harness.freeze import SOURCES, FrozenMismatch, load_frozen
 
 Evaluator = Callable[[Path, Path], dict[str, Any]]
 RESULT_FORMAT = "onegc-result-1"
@@ -112,7 +113,7 @@ def verified_records(path: Path, table: str) -> list[dict[str, Any]]:
 def observed_writes(events: Iterable[dict[str, Any]], workspace: Path) -> dict[str, dict[str, Any]]:
     """Per checkpoint path (relative to the workspace): its last write event and whether any
     write was ever completed (close_write/moved_to) or seen by a rescan."""
-    ckpt_dir = str(workspace / "checkpoints") + os.sep
+    ckpt_dir = str(workspace / CHECKPOINTS) + os.sep
     out: dict[str, dict[str, Any]] = {}
     for ev in events:
         path = ev.get("path") or ""
@@ -129,7 +130,7 @@ def observed_writes(events: Iterable[dict[str, Any]], workspace: Path) -> dict[s
 
 def checkpoint_files(workspace: Path) -> list[str]:
     """Regular files under checkpoints/ (hidden temp files and symlinks are not checkpoints)."""
-    root = workspace / "checkpoints"
+    root = workspace / CHECKPOINTS
     if not root.is_dir():
         return []
     found = []
@@ -450,7 +451,7 @@ def scoring_step(evaluate: Evaluator, policy: ScoringPolicy) -> Callable[[Any], 
                 deadline_mono=post.deadline_mono,
                 evaluate=evaluate,
                 policy=policy,
-                frozen_dir=run_dir / FROZEN_DIR,
+                frozen_dir=RunLayout(run_dir).frozen,
             )
         except Exception as exc:
             cands, result = [], {
@@ -491,7 +492,7 @@ def rescore(
             hint="only the bytes frozen at the deadline are scored; this run cannot be rescored",
         )
     cands, result = score(
-        workspace=run_dir / "workspace",
+        workspace=RunLayout(run_dir).workspace,
         events=events,
         snapshot_rows=verified_records(journal_path(run_dir, "snapshots"), "snapshots"),
         start_mono=float(start["mono"]),
@@ -499,7 +500,7 @@ def rescore(
         evaluate=evaluate,
         policy=policy,
         recorded_workspace=Path(detail["workspace"]) if detail.get("workspace") else None,
-        frozen_dir=run_dir / FROZEN_DIR,
+        frozen_dir=RunLayout(run_dir).frozen,
     )
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
     base = run_dir / RESCORE_DIR

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.harness.monitor import run_monitored
+from onegc.harness.spec import RunSpec, create_run_dir
 
 # Not under /tmp: /tmp, /var/tmp and /dev/shm are made private to the agent.
 RUNS_BASE = Path(os.environ.get("ONEGC_TEST_RUNS", "/var/lib/onegc-audit/test-runs"))

@@ -5,12 +5,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from onegc.evidence.journal import journal_path
-from onegc.harness.monitor import BeforeSeal
+from onegc.evidence.layout import STDOUT
+from onegc.harness.spec import BeforeSeal
 from onegc.harness.streams import PARSERS, Parsed
 from onegc.harness.streams.attribution import attribute
 from onegc.harness.streams.codex import RolloutParser, find_rollout, merge_rollout
-
-STDOUT = Path("agent") / "stdout.log"
 
 
 def read_journal(run_dir: Path, table: str) -> list[dict]:

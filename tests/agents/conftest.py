@@ -3,8 +3,9 @@
 from pathlib import Path
 
 from onegc.harness.agents import PROXY_PORT, AgentLaunch, resolve_agent, with_home, write_home_files
-from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.harness.monitor import run_monitored
 from onegc.harness.proxy import Route, attach_proxy
+from onegc.harness.spec import RunSpec, create_run_dir
 from onegc.harness.streams.record import stream_step
 
 WORKSPACE = {

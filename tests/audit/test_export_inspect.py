@@ -359,27 +359,24 @@ class View:
     def _start(self, logs: Path, scratch: Path) -> None:
         ns = ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net"]
         deadline = time.monotonic() + 10
-        while subprocess.run([*ns, "ip", "link", "set", "lo", "up"], capture_output=True).returncode:
-            assert time.monotonic() < deadline, "no network namespace"
-            time.sleep(0.1)
+        # until `unshare` has made it, the holder's namespace is still ours: lo up there would be the host's
+        while os.readlink(f"/proc/{self.holder.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+            assert time.monotonic() < deadline and self.holder.poll() is None, "no network namespace"
+            time.sleep(0.05)
+        subprocess.run([*ns, "ip", "link", "set", "lo", "up"], check=True, capture_output=True)
         # its own data dir: `inspect view` terminates whatever pid its port file names (another
         # user's viewer, or a recycled pid), and that file lives in the user's data dir
         env = {**os.environ, "XDG_DATA_HOME": str(scratch / "xdg-data")}
         probe = [*ns, "bash", "-c", f"echo > /dev/tcp/127.0.0.1/{self.PORT}"]
         log = scratch / "inspect-view.log"
-        for attempt in (1, 2):  # a viewer that never binds (seen once on a loaded machine) is started again
-            self.server = subprocess.Popen([*ns, sys.executable, "-m", "inspect_ai", "view", "--log-dir", str(logs),
-                                            "--host", "127.0.0.1", "--port", str(self.PORT)],
-                                           stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=env)
-            deadline = time.monotonic() + 120
-            while subprocess.run(probe, capture_output=True).returncode and time.monotonic() < deadline:
-                assert self.server.poll() is None, log.read_text()[-2000:]
-                time.sleep(0.5)
-            if not subprocess.run(probe, capture_output=True).returncode:
-                break
-            self.server.terminate()
-            self.server.wait(timeout=10)
-            assert attempt == 1, "inspect view did not start listening: " + log.read_text()[-1000:]
+        self.server = subprocess.Popen([*ns, sys.executable, "-m", "inspect_ai", "view", "--log-dir", str(logs),
+                                        "--host", "127.0.0.1", "--port", str(self.PORT)],
+                                       stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=env)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while subprocess.run(probe, capture_output=True).returncode:
+            assert self.server.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "inspect view did not start listening: " + log.read_text()[-1000:]
+            time.sleep(0.5)
         self.browser = Browser(scratch / "profile", ns)
 
     def page(self, route: str, *needles: str) -> str:

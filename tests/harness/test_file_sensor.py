@@ -10,7 +10,8 @@ import uuid
 import psutil
 
 from onegc.evidence.integrity import verify_run
-from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.harness.monitor import run_monitored
+from onegc.harness.spec import RunSpec, create_run_dir
 from onegc.rules.engine import judge
 from tests.conftest import monitored, needs_root
 from tests.evidencedb import rows

@@ -5,7 +5,7 @@ import os
 import stat
 import subprocess
 
-from onegc.harness.monitor import RunSpec, create_run_dir
+from onegc.harness.spec import RunSpec, create_run_dir
 from tests.conftest import monitored, needs_root
 from tests.evidencedb import rows
 from tests.harness.test_file_sensor import _start, _wait_for

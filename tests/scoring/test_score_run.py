@@ -20,8 +20,9 @@ from onegc.audit import official
 from onegc.evidence.integrity import verify_run
 from onegc.evidence.models import Result
 from onegc.evidence.seal import latest_result
-from onegc.harness.monitor import RunSpec, create_run_dir, run_monitored
+from onegc.harness.monitor import run_monitored
 from onegc.harness.scoring import scoring_step
+from onegc.harness.spec import RunSpec, create_run_dir
 from onegc.rules.engine import judge
 from onegc.tasks import registry
 from tests.conftest import needs_root
