@@ -28,14 +28,13 @@ import fcntl
 import json
 import os
 import select
-import signal
 import struct
 import sys
 from collections import Counter
 from pathlib import Path
 
 from onegc.evidence.journal import Journal, journal_path
-from onegc.harness.kernel import PR_SET_PDEATHSIG, libc, prctl
+from onegc.harness.kernel import become_sensor, libc
 from onegc.harness.runfs import own_superblock
 
 FAN_CLOEXEC, FAN_NONBLOCK, FAN_CLASS_NOTIF = 0x1, 0x2, 0x0
@@ -309,16 +308,7 @@ class FanWatcher:
 def main() -> None:
     run_dir, parent, cgroup_dir = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     roots = [(label, path) for label, path in json.loads(sys.argv[4])]
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        sys.exit(1)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
+    stopping = become_sensor(parent)
     try:
         for label, path in roots:
             if not own_superblock(path):
@@ -328,7 +318,7 @@ def main() -> None:
         print(json.dumps({"ready": False, "error": str(exc)}), flush=True)
         sys.exit(3)
     print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
-    while not stopping:
+    while not stopping.is_set():
         if not w.read(200):
             w.journal.flush()  # a burst is over (or 200 ms passed): its records reach the OS
     while w.read(50):  # drain what the kernel still holds

@@ -13,7 +13,6 @@ ROOTS_JSON: [[label, path, recursive], ...]. Prints {"ready": true} once watchin
 import errno
 import json
 import os
-import signal
 import sys
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ from inotify_simple import INotify
 from inotify_simple import flags as F
 
 from onegc.evidence.journal import Journal, journal_path
-from onegc.harness.kernel import PR_SET_PDEATHSIG, prctl
+from onegc.harness.kernel import become_sensor
 
 MASK = F.CREATE | F.MODIFY | F.CLOSE_WRITE | F.DELETE | F.MOVED_FROM | F.MOVED_TO | F.ATTRIB | F.DELETE_SELF
 NAMES = (
@@ -118,20 +117,11 @@ class Watcher:
 
 def main() -> None:
     run_dir, parent, roots = Path(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        sys.exit(1)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
+    stopping = become_sensor(parent)
     w = Watcher(run_dir, [tuple(r) for r in roots])
     w.start()
     print(json.dumps({"ready": True, "watches": len(w.wds)}), flush=True)
-    while not stopping:
+    while not stopping.is_set():
         w.handle(w.ino.read(timeout=200))
         w.journal.flush()  # a burst is over (or 200 ms passed): its records reach the OS
     while events := w.ino.read(timeout=50):  # drain what the kernel still holds

@@ -5,8 +5,11 @@ import ctypes.util
 import errno
 import fcntl
 import os
+import signal
 import socket
 import struct
+import sys
+import threading
 
 libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -32,6 +35,18 @@ def _check(ret: int, what: str) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return ret
+
+
+def become_sensor(parent: int) -> threading.Event:
+    """A sensor process's start: it dies with the harness that started it (PDEATHSIG, and at
+    once if that harness is gone already); SIGTERM sets the returned flag, asking it to drain
+    what the kernel still holds and stop."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        sys.exit(1)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    return stopping
 
 
 def prctl(option: int, arg: int) -> None:

@@ -1,9 +1,12 @@
 """Shared fixtures: real monitored runs in a runs dir the unprivileged agent can reach."""
 
+import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,27 @@ def monitored(
     )
     run_monitored(spec)
     return run_dir
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[str, list[dict]]]:
+    """A model API stand-in on 127.0.0.1 (the one test double: a service we do not own):
+    (its base URL, the requests it received with their headers)."""
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}})
+            body = json.dumps({"ok": True, "path": self.path}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api", seen
+    server.shutdown()

@@ -3,10 +3,6 @@ with credentials it never held; its children, other paths and CONNECT are refuse
 
 import json
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import pytest
 
 from onegc.harness.agents import AgentLaunch
 from onegc.harness.proxy import Route
@@ -31,28 +27,6 @@ child = subprocess.run([sys.executable, "-c",
     "c.request('GET', '/v1/echo'); print(c.getresponse().status)"], capture_output=True, text=True)
 print(json.dumps({"child": child.stdout.strip()}), flush=True)
 """
-
-
-@pytest.fixture
-def upstream():
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}})
-            body = json.dumps({"ok": True, "path": self.path}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/api", seen
-    server.shutdown()
 
 
 def test_only_the_runtime_reaches_the_endpoint_and_everything_is_recorded(runs_dir, upstream):

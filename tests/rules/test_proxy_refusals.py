@@ -4,10 +4,6 @@ proxy_connections row; the agent runtime's own refusals are its phone-home, not 
 
 import json
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import pytest
 
 from onegc.harness.agents import AgentLaunch
 from onegc.harness.proxy import Route
@@ -36,28 +32,10 @@ if sys.argv[1] == "tool":
 """
 
 
-@pytest.fixture
-def upstream():
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            body = b'{"ok": true}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/api"
-    server.shutdown()
-
-
 def _run(runs_dir, upstream, mode: str):
+    base, _seen = upstream
     launch = AgentLaunch("proxyrule", "proxyrule", [sys.executable, "-c", RUNTIME, mode], stream=None)
-    run = run_launch(runs_dir, launch, route=Route(upstream, {}, "/v1"))
+    run = run_launch(runs_dir, launch, route=Route(base, {}, "/v1"))
     out = {}
     for line in (run / "agent" / "stdout.log").read_text().splitlines():
         out.update(json.loads(line))
