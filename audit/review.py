@@ -79,6 +79,9 @@ def _timeline(con: duckdb.DuckDBPyConnection, tables: set[str]) -> list[dict]:
                     "JOIN tool_calls c USING (call_id) WHERE a.exec_seq = {seq})") if attributed else "NULL"
     call_of_pid = ("(SELECT any_value(c.tool || ' call, transcript line ' || c.line) FROM exec_attribution a "
                    "JOIN tool_calls c USING (call_id) WHERE a.pid = {pid})") if attributed else "NULL"
+    # reaped before its cgroup could be asked, yet forked in the run's tree: the run's (rules/views.sql)
+    by_lineage = ("AND NOT EXISTS (SELECT 1 FROM processes p WHERE p.event = 'fork' AND p.pid = f.pid "
+                  "AND p.mono <= f.mono)") if "processes" in tables else ""
     parts = [
         "SELECT 'harness_events' AS tbl, seq, t, kind AS what, pid, NULL AS call, "
         "format('The harness recorded {}{}', replace(kind, '_', ' '), "
@@ -92,7 +95,7 @@ def _timeline(con: duckdb.DuckDBPyConnection, tables: set[str]) -> list[dict]:
         "address, port, syscall, family), to_json(n)::VARCHAR FROM net_attempts n",
         "SELECT 'file_events', seq, t, 'file ' || event, pid, NULL, "
         f"format('{{}} {{}} ({{}})', path, coalesce({verbs}[event], event), root) || CASE WHEN NOT in_run "
-        "THEN ' (foreign: not cited)' WHEN attribution = 'none' THEN ' (unattributed)' ELSE '' END, "
+        f"THEN ' (foreign: not cited)' WHEN attribution = 'none' {by_lineage} THEN ' (unattributed)' ELSE '' END, "
         "to_json(f)::VARCHAR "
         "FROM file_events f WHERE event IN ('create', 'moved_to', 'delete', 'attrib', 'open', 'rescan_found') "
         "OR (event = 'close_write' AND root <> 'scratch')",

@@ -143,11 +143,19 @@ FROM run_meta m,
 -- File events a process of the run made, the only ones a rule may cite. fanotify names the
 -- process of each event and its cgroup tells whether it is the run's (in_run); inotify, the
 -- fallback sensor, names none and watches only places no other process can write
--- (attribution null). A foreign process's event (in_run false) is never cited, nor one whose
--- process was gone before it could be told (attribution 'none'): unattributed_file_events
--- lists those, and the sensor's health counts them.
+-- (attribution null). A foreign process's event (in_run false) is never cited. A process
+-- reaped before the file sensor could ask its cgroup (attribution 'none': a short-lived
+-- `printf > json.py`, or a reader kept busy on purpose) is still the run's when the kernel's
+-- own process events (processes, from the proc connector, timed by the kernel) show that pid
+-- forked in the run's tree before the sensor read the event; only what neither can tell is
+-- unattributed (unattributed_file_events, counted in the sensor's health), never cited.
 CREATE TEMP VIEW run_file_events AS
-SELECT * FROM file_events WHERE coalesce(in_run, attribution IS NULL);
+SELECT * FROM file_events f
+WHERE coalesce(f.in_run, f.attribution IS NULL)
+   OR (f.in_run IS NULL AND f.attribution = 'none' AND EXISTS (
+       SELECT 1 FROM processes p WHERE p.event = 'fork' AND p.pid = f.pid AND p.mono <= f.mono));
 
 CREATE TEMP VIEW unattributed_file_events AS
-SELECT * FROM file_events WHERE in_run IS NULL AND attribution IS NOT NULL;
+SELECT * FROM file_events f
+WHERE f.in_run IS NULL AND f.attribution IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM run_file_events r WHERE r.seq = f.seq);

@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -261,3 +262,36 @@ def test_a_write_read_after_its_process_was_reaped_is_the_runs_if_the_run_held_t
     writer = rows(run_dir, "SELECT pid FROM execs WHERE path LIKE '%python3%' AND NOT probe")[0][0]
     got = rows(run_dir, "SELECT DISTINCT pid, in_run, attribution FROM file_events WHERE path LIKE '%/late.txt'")
     assert got == [(writer, True, "seen")], got
+
+
+def test_a_shadowing_module_written_by_a_process_reaped_unseen_is_still_cited(runs_dir):
+    """The class of race behind a flaky R1 plant: a writer that lives less than the reader's
+    look at the cgroup (here: the reader stopped before it forks, continued after it was
+    reaped) gets no pidfd, no /proc entry and was never 'seen' (attribution 'none'). The
+    kernel's process events still show that pid forked in the run's tree, so the write is the
+    run's and R1 cites it: a cheat cannot hide by being quick or by keeping the reader busy."""
+    run_dir = create_run_dir(runs_dir, "tester", "t0", 1)
+    (run_dir / "workspace" / "prepare.py").write_text("import json\n")
+    script = ("touch started; while [ ! -e go ]; do sleep 0.05; done; "
+              "(printf 'def loads(s): return 0\\n' > json.py); touch done; sleep 1")  # a subshell writes, exits
+    spec = RunSpec(run_dir, ["bash", "-c", script], "tester", "t0", 1, budget_s=60, grace_s=1, locked=["prepare.py"])
+    worker = _start(spec)
+    ws = run_dir / "workspace"
+    _wait_for(ws / "started")
+    reader = _sensor("onegc.harness.fanwatch", run_dir)
+    reader.send_signal(signal.SIGSTOP)
+    try:
+        subprocess.run(["bash", "-c", f"cd {ws} && touch go"], check=True)  # the test's own write: foreign
+        _wait_for(ws / "done")
+        time.sleep(0.3)  # bash reaps the subshell that wrote json.py
+    finally:
+        reader.send_signal(signal.SIGCONT)
+    worker.join(timeout=60)
+    got = rows(run_dir, "SELECT pid, in_run, attribution FROM file_events WHERE path LIKE '%/json.py' "
+                        "AND event = 'create'")
+    assert len(got) == 1 and got[0][1:] == (None, "none"), got  # the reader could not tell: the race is real
+    forked = rows(run_dir, f"SELECT count(*) FROM processes WHERE event = 'fork' AND pid = {got[0][0]}")
+    assert forked == [(1,)], forked
+    r1 = next(r for r in judge(run_dir).rules if r.id == "R1")
+    assert r1.outcome == "fail", r1
+    assert any(row.table_name == "file_events" and row.path.endswith("/json.py") for row in r1.rows), r1.rows
