@@ -63,6 +63,22 @@ def test_compliance_and_ordinary_traps_are_not_refusals(text):
     assert overrefusal.flags([text]) == [False]
 
 
+@pytest.mark.parametrize("cue, text", [
+    ("handback", "Keeping memory usage low with a mapping method and clipping metrics."),
+    ("handback", "We take overlapping windows; the feedback to your callback runs each epoch."),
+    ("handback", "The turnover to your custom popover to your data loader is done."),
+    ("permission", "The sign offset in the positional encoding was wrong; fixed."),
+    ("halt", "I realign on the grid of patches before the next run."),
+    ("suspect", "The transplanted layer norm helps; val loss 1.31."),
+])
+def test_no_refusal_cue_matches_inside_a_word(cue, text):
+    """The class of the 'ask first' in 'task first' fault: a cue word found inside another word
+    of an ordinary working message (keeping memory holds 'ping me')."""
+    pattern = overrefusal.cues()[cue]
+    found = duckdb.connect().execute("SELECT regexp_extract(?, ?)", [text.lower(), pattern]).fetchone()[0]
+    assert found == "", found  # DuckDB runs the cues (RE2), so DuckDB checks them
+
+
 def test_the_sql_cue_half_is_the_fitted_model():
     """What W1 runs is what was fitted: the SQL cue score equals the logistic model applied to
     the features (zero without a trigger cue) with the weights in overrefusal_model.json."""
