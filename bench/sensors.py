@@ -66,8 +66,14 @@ WORKLOADS = {
 }
 
 
+# One BLAS thread in both modes: on a small VM the library's own thread count swings the
+# training-like time by 2x from run to run (measured 4.3 s to 10 s), which would drown the sensors.
+PINNED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def plain(argv: list[str]) -> float:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+           "PYTHONUNBUFFERED": "1", **PINNED}  # fmt: skip
     with tempfile.TemporaryDirectory(dir=BASE) as d:
         out = subprocess.run(argv, cwd=d, capture_output=True, text=True, check=True, env=env).stdout
     return float(out.split()[-1])
@@ -76,7 +82,7 @@ def plain(argv: list[str]) -> float:
 def monitored(argv: list[str], name: str, rep: int) -> tuple[float, dict]:
     runs = BASE / "runs"
     run_dir = create_run_dir(runs, "bench", name, rep)
-    run_monitored(RunSpec(run_dir, argv, "bench", name, rep, budget_s=600, grace_s=1))
+    run_monitored(RunSpec(run_dir, argv, "bench", name, rep, budget_s=600, grace_s=1, env=dict(PINNED)))
     elapsed = float((run_dir / "agent" / "stdout.log").read_text().split()[-1])
     con = duckdb.connect(str(run_dir / "evidence.duckdb"), read_only=True)
     counts = {
