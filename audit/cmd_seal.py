@@ -9,8 +9,9 @@ import typer
 from onegc.audit.exitcodes import BY_STATUS
 from onegc.evidence.attest import load_signer
 from onegc.evidence.integrity import BadRunDir, verify_run
-from onegc.evidence.layout import JOURNAL_DIR
+from onegc.evidence.layout import JOURNAL_DIR, RunLayout
 from onegc.evidence.seal import MANIFEST_NAME, SealError, seal
+from onegc.harness.runfs import RunFs
 
 
 def seal_cmd(
@@ -26,6 +27,15 @@ def seal_cmd(
         raise BadRunDir(f"{run_dir}: not a run directory (no journal/)")
     if (run_dir / MANIFEST_NAME).exists():
         raise SealError(f"{run_dir} is already sealed")
+    layout = RunLayout(run_dir)
+    if layout.fs_dir.exists():  # the run's own filesystems, still holding the agent's files
+        try:
+            recovered = RunFs.recover(layout)
+        except OSError as exc:
+            raise SealError(f"{run_dir}: the run's filesystems in {layout.fs_dir} could not be copied back "
+                            f"({exc}); nothing was sealed") from None  # fmt: skip
+        if recovered and not as_json:
+            print(f"{run_dir}: copied back from the run's own filesystems: {', '.join(recovered)}")
     seal(run_dir, complete=False, reasons=["recovered: the harness died before sealing the run"],
          signer=load_signer())
     report = verify_run(run_dir)

@@ -31,8 +31,8 @@ MIN_IMAGE = 1 << 30
 """Smallest image: a run folder on a nearly full disk still gets a usable filesystem."""
 MAX_IMAGE = 1 << 44
 """16 TiB: ext4's limit with 4 KiB blocks. The image is sparse: only what is written is used."""
-MKFS_OPTS = ["-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "lazy_itable_init=1"]
-"""No reserved blocks, no journal (nothing outlives the run but the copied files), lazy tables."""
+MKFS_OPTS = ["-q", "-F", "-m", "0", "-O", "^has_journal"]
+"""No reserved blocks, no journal (nothing outlives the run but the copied files)."""
 MOUNT_OPTS = "loop,noatime,noinit_itable"
 """noinit_itable: no background zeroing of inode tables while the agent works."""
 
@@ -93,7 +93,9 @@ class RunFs:
         with open(img, "xb") as fh:
             fh.truncate(image_size(self.base))
         st = os.stat(root)
-        _run([tools["mkfs.ext4"], *MKFS_OPTS, "-E", f"root_owner={st.st_uid}:{st.st_gid}", str(img)])
+        # one -E (mke2fs keeps only the last): lazy inode tables, the root owned as the folder is
+        _run([tools["mkfs.ext4"], *MKFS_OPTS, "-E", f"lazy_itable_init=1,root_owner={st.st_uid}:{st.st_gid}",
+              str(img)])  # fmt: skip
         stage.mkdir(mode=0o700)
         _run([tools["mount"], "-o", MOUNT_OPTS, str(img), str(stage)])
         try:
@@ -121,6 +123,24 @@ class RunFs:
             shutil.rmtree(before)
             (self.base / f"{label}.img").unlink()
         shutil.rmtree(self.base, ignore_errors=True)
+
+    @classmethod
+    def recover(cls, layout: RunLayout) -> list[str]:
+        """After a harness died mid-run: put every image left in ``fs/`` back into its folder
+        as detach() would (mounting it first where the mount went with the harness's
+        namespace). Returns the roots recovered."""
+        roots = [(label, getattr(layout, label)) for label in ("workspace", "scratch")
+                 if (layout.fs_dir / f"{label}.img").is_file()]  # fmt: skip
+        runfs = cls(layout, roots)
+        mount_bin = shutil.which("mount") or "mount"
+        for label, root in roots:
+            if not os.path.ismount(root):
+                _run([mount_bin, "-o", "loop,noatime", str(layout.fs_dir / f"{label}.img"), str(root)])
+            runfs.mounted.append((label, root))
+        for stale in layout.fs_dir.glob("*.out"):  # a copy the dead harness had begun
+            shutil.rmtree(stale)
+        runfs.detach()
+        return [label for label, _root in roots]
 
     def _unmount_all(self) -> None:
         for _label, root in self.mounted:

@@ -53,8 +53,11 @@ def test_process_ignoring_sigterm_is_killed_after_the_grace(runs_dir):
 
 
 def test_killed_harness_leaves_no_process_and_an_incomplete_run(runs_dir):
+    """SIGKILL the harness: nothing of the run lives on; `seal --recover` seals what the
+    journals hold and copies the agent's files back from the run's own filesystems, which
+    outlive the harness (a mount in its namespace), into plain folders."""
     marker = f"{1000 + uuid.uuid4().int % 8000}"
-    code = _harness_script(runs_dir, f"setsid sleep {marker} & sleep {marker}", 600)
+    code = _harness_script(runs_dir, f"echo kept > kept.txt; setsid sleep {marker} & sleep {marker}", 600)
     harness = subprocess.Popen([sys.executable, "-c", code])
     for _ in range(300):
         if len(_alive_with(f"sleep {marker}")) == 2:
@@ -74,6 +77,10 @@ def test_killed_harness_leaves_no_process_and_an_incomplete_run(runs_dir):
     recovered = subprocess.run([sys.executable, "-c", "from onegc.audit.cli import main; main()", "seal",
                                 str(run_dir), "--recover"], capture_output=True, text=True, timeout=60)
     assert recovered.returncode == 5, recovered.stderr  # sealed, and still incomplete
+    assert "copied back from the run's own filesystems: workspace, scratch" in recovered.stdout, recovered.stdout
+    ws = run_dir / "workspace"
+    assert not os.path.ismount(ws) and not os.path.ismount(run_dir / "scratch") and not (run_dir / "fs").exists()
+    assert (ws / "kept.txt").read_text() == "kept\n"
     report = verify_run(run_dir)
     assert (report.status, report.sealed) == ("incomplete", True)
     sleeps = f"SELECT count(*) FROM execs WHERE NOT probe AND argv = ['sleep', '{marker}']"
