@@ -33,8 +33,9 @@ MAX_IMAGE = 1 << 44
 """16 TiB: ext4's limit with 4 KiB blocks. The image is sparse: only what is written is used."""
 MKFS_OPTS = ["-q", "-F", "-m", "0", "-O", "^has_journal"]
 """No reserved blocks, no journal (nothing outlives the run but the copied files)."""
-MOUNT_OPTS = "loop,noatime,noinit_itable"
-"""noinit_itable: no background zeroing of inode tables while the agent works."""
+MOUNT_OPTS = "loop,noatime,noinit_itable,nosuid,nodev"
+"""noinit_itable: no background zeroing of inode tables while the agent works; nosuid and nodev on
+the host side too (the agent's view adds them to its own binds)."""
 
 
 class RunFsError(OSError):
@@ -135,7 +136,7 @@ class RunFs:
         mount_bin = shutil.which("mount") or "mount"
         for label, root in roots:
             if not os.path.ismount(root):
-                _run([mount_bin, "-o", "loop,noatime", str(layout.fs_dir / f"{label}.img"), str(root)])
+                _run([mount_bin, "-o", "loop,noatime,nosuid,nodev", str(layout.fs_dir / f"{label}.img"), str(root)])
             runfs.mounted.append((label, root))
         for stale in layout.fs_dir.glob("*.out"):  # a copy the dead harness had begun
             shutil.rmtree(stale)

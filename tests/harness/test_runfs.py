@@ -53,8 +53,9 @@ def test_while_the_run_lives_its_folder_shows_what_the_agent_writes(runs_dir):
     _wait_for(ws / "started")
     assert (ws / "train.log").read_text() == "epoch 1\n"
     assert os.stat(ws).st_dev != os.stat(run_dir).st_dev
-    found = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", str(ws)], capture_output=True, text=True).stdout
-    assert found.strip() == "ext4", found
+    found = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", str(ws)], capture_output=True, text=True).stdout
+    fstype, options = found.split()
+    assert fstype == "ext4" and {"nosuid", "nodev", "noatime"} <= set(options.split(",")), found
     worker.join(timeout=60)
     assert os.stat(ws).st_dev == os.stat(run_dir).st_dev
     assert (ws / "train.log").read_text() == "epoch 1\n"
