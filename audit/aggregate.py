@@ -24,6 +24,7 @@ from onegc.audit import official
 from onegc.evidence.attest import Verifier
 from onegc.evidence.errors import MissingExtra, OnegcError
 from onegc.evidence.integrity import BadRunDir
+from onegc.evidence.layout import RunLayout
 from onegc.evidence.seal import DB_NAME, MANIFEST_NAME, RESCORE_DIR
 from onegc.rules.engine import judge, open_evidence
 
@@ -87,11 +88,11 @@ def shared_facts(run_dir: Path) -> tuple[int, float | None]:
 
 def run_facts(run_dir: Path) -> dict[str, Any]:
     """agent, task, rep, budget, budget used and scripts launched of one sealed run."""
-    parts = run_dir.resolve().parts
+    label, task, rep = RunLayout(run_dir).identity
     facts: dict[str, Any] = {
-        "agent": parts[-3],
-        "task": parts[-2],
-        "rep": int(parts[-1][1:]) if re.fullmatch(r"r\d+", parts[-1]) else None,
+        "agent": label,
+        "task": task,
+        "rep": rep,
         "budget_s": None,
         "budget_used_s": None,
         "scripts_launched": None,

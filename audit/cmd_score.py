@@ -18,6 +18,7 @@ from onegc.evidence.attest import load_signer
 from onegc.evidence.errors import OnegcError
 from onegc.evidence.integrity import BadRunDir, verify_run
 from onegc.evidence.journal import journal_path
+from onegc.evidence.layout import RESULT_NAME
 from onegc.evidence.seal import seal_addendum
 from onegc.harness.scoring import rescore, verified_records
 from onegc.tasks import registry
@@ -93,7 +94,7 @@ def score(
         why=why,
         seal_addendum=lambda folder, meta: seal_addendum(folder, meta, signer),
     )
-    result = json.loads((out / "result.json").read_text())
+    result = json.loads((out / RESULT_NAME).read_text())
     if as_json:
         print(json.dumps({"rescore_dir": str(out), "result": result}, indent=2))
     else:

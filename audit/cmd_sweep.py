@@ -12,6 +12,7 @@ from rich.table import Table
 
 from onegc.audit import sweep
 from onegc.audit.progress import Status, counted, on_terminal
+from onegc.evidence.layout import RunLayout
 from onegc.tasks import registry
 
 app = typer.Typer(help="The agents x tasks x repetitions matrix.", no_args_is_help=True)
@@ -108,7 +109,10 @@ def status_cmd(runs_dir: Annotated[Path, typer.Argument(help="Root of the run di
     planned = {c.key for c in cells}
     for run_dir in sorted(runs_dir.glob("*/*/r*")):
         if run_dir.is_dir() and not run_dir.parts[-3].startswith("."):
-            cell = sweep.Cell(run_dir.parts[-3], run_dir.parts[-3], run_dir.parts[-2], int(run_dir.name[1:]))
+            label, task, rep = RunLayout(run_dir).identity
+            if rep is None:  # not a run folder (rN)
+                continue
+            cell = sweep.Cell(label, label, task, rep)
             if cell.key not in planned:
                 cells.append(cell)
     counts: dict[tuple[str, str], Counter] = {}

@@ -1,6 +1,7 @@
 """A run folder's layout, spelled out once: every module that reads or writes a run's files
 takes the names from here (RUNS_DIR/LABEL/TASK/rREP/...)."""
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,13 @@ class RunLayout:
     """The paths of one run folder."""
 
     root: Path
+
+    @property
+    def identity(self) -> tuple[str, str, int | None]:
+        """(label, task, rep) as RUNS/LABEL/TASK/rREP names them (rep None if the last is not rN)."""
+        parts = self.root.resolve().parts
+        rep = int(parts[-1][1:]) if re.fullmatch(r"r\d+", parts[-1]) else None
+        return parts[-3], parts[-2], rep
 
     @property
     def workspace(self) -> Path:
