@@ -102,6 +102,8 @@ def main() -> None:
     ap.add_argument("--only", action="append", choices=list(WORKLOADS), help="run only these workloads")
     args = ap.parse_args()
     os.environ["ONEGC_FILE_SENSOR"] = args.sensor
+    if os.path.ismount(BASE):  # left by a bench that was stopped half-way
+        subprocess.run(["umount", "-l", str(BASE)], check=True)
     shutil.rmtree(BASE, ignore_errors=True)
     BASE.mkdir(parents=True)
     if args.tmpfs:
@@ -130,7 +132,7 @@ def main() -> None:
     print(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M"), "fs": "tmpfs" if args.tmpfs else "disk",
                       "sensor": args.sensor, "results": results}))
     if args.tmpfs:
-        subprocess.run(["umount", str(BASE)], check=False)
+        subprocess.run(["umount", "-l", str(BASE)], check=False)
     shutil.rmtree(BASE, ignore_errors=True)
 
 

@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 
 from onegc.evidence.journal import Journal, journal_path
-from onegc.harness.kernel import become_sensor, libc
+from onegc.harness.kernel import become_sensor, fstatfs, libc
 from onegc.harness.runfs import own_superblock
 
 FAN_CLOEXEC, FAN_NONBLOCK, FAN_CLASS_NOTIF = 0x1, 0x2, 0x0
@@ -145,7 +145,7 @@ class DirPaths:
 
     def add(self, path: str, label: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        fsid = struct.pack("=ii", *_statfs_fsid(fd))
+        fsid = struct.pack("=ii", *fstatfs(fd).f_fsid)
         self.mounts[fsid] = (fd, label)
 
     def resolve(self, fsid: bytes, handle: bytes) -> tuple[str, str]:
@@ -172,17 +172,6 @@ class DirPaths:
         """A directory was deleted or renamed: cached paths below it are stale (resolving
         again costs one lookup per folder; finding them would cost a scan of the cache)."""
         self.paths.clear()
-
-
-class _Statfs(ctypes.Structure):
-    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long), ("blocks", ctypes.c_ulong * 5),
-                ("f_fsid", ctypes.c_int * 2), ("rest", ctypes.c_long * 8)]  # fmt: skip
-
-
-def _statfs_fsid(fd: int) -> tuple[int, int]:
-    st = _Statfs()
-    _check(libc.fstatfs(fd, ctypes.byref(st)), "fstatfs")
-    return st.f_fsid[0], st.f_fsid[1]
 
 
 def _dfid_name(rec: bytes) -> tuple[bytes, bytes, str]:

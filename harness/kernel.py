@@ -20,7 +20,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP = 0x08000000, 0x04000000, 0x02000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_NOATIME = 0x1, 0x2, 0x4, 0x8, 0x400
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18
 MNT_DETACH = 2
 SYS_PIDFD_GETFD = 438
@@ -35,6 +35,22 @@ def _check(ret: int, what: str) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return ret
+
+
+class Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long), ("blocks", ctypes.c_ulong * 5),
+                ("f_fsid", ctypes.c_int * 2), ("rest", ctypes.c_long * 8)]  # fmt: skip
+
+
+TMPFS_MAGIC = 0x01021994
+
+
+def fstatfs(fd: int) -> Statfs:
+    """statfs(2) of an open file: its filesystem's type (f_type) and id (f_fsid), which
+    os.statvfs does not give."""
+    st = Statfs()
+    _check(libc.fstatfs(fd, ctypes.byref(st)), "fstatfs")
+    return st
 
 
 def become_sensor(parent: int) -> threading.Event:

@@ -1,5 +1,6 @@
 """The run's own filesystems: each writable root (workspace, scratch) is a fresh ext4 on a loop
-device, mounted over the root's folder for the length of the run.
+device (a tmpfs where the runs themselves are kept on a tmpfs), mounted over the root's folder
+for the length of the run.
 
 Why: fanotify tells a pid per event and loses nothing only with a mark on a whole superblock
 (FAN_MARK_FILESYSTEM with an unlimited queue). A superblock of the run's own means the sensor
@@ -25,7 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from onegc.evidence.layout import RunLayout
-from onegc.harness.kernel import MNT_DETACH, MS_BIND, mount, umount
+from onegc.harness.kernel import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_NOATIME,
+    MS_NODEV,
+    MS_NOSUID,
+    TMPFS_MAGIC,
+    fstatfs,
+    mount,
+    umount,
+)
 
 MIN_IMAGE = 1 << 30
 """Smallest image: a run folder on a nearly full disk still gets a usable filesystem."""
@@ -55,6 +66,14 @@ def image_size(folder: Path) -> int:
     """As large as the free space of the folder's disk (the agent could fill that disk anyway)."""
     st = os.statvfs(folder)
     return max(MIN_IMAGE, min(MAX_IMAGE, st.f_bavail * st.f_frsize))
+
+
+def on_tmpfs(path: Path) -> bool:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return fstatfs(fd).f_type == TMPFS_MAGIC
+    finally:
+        os.close(fd)
 
 
 def own_superblock(path: str) -> bool:
@@ -91,16 +110,21 @@ class RunFs:
 
     def _attach_one(self, label: str, root: Path, tools: dict[str, str]) -> None:
         img, stage = self.base / f"{label}.img", self.base / label
-        with open(img, "xb") as fh:
-            fh.truncate(image_size(self.base))
         st = os.stat(root)
-        # one -E (mke2fs keeps only the last): lazy inode tables, the root owned as the folder is
-        _run([tools["mkfs.ext4"], *MKFS_OPTS, "-E", f"lazy_itable_init=1,root_owner={st.st_uid}:{st.st_gid}",
-              str(img)])  # fmt: skip
         stage.mkdir(mode=0o700)
-        _run([tools["mount"], "-o", MOUNT_OPTS, str(img), str(stage)])
+        if on_tmpfs(self.base):  # runs kept in memory: a tmpfs of the run's own costs what theirs does
+            mode = f"mode={st.st_mode & 0o7777:o},uid={st.st_uid},gid={st.st_gid},size={image_size(self.base)}"
+            mount("tmpfs", str(stage), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOATIME, mode)
+        else:
+            with open(img, "xb") as fh:
+                fh.truncate(image_size(self.base))
+            # one -E (mke2fs keeps only the last): lazy inode tables, the root owned as the folder is
+            _run([tools["mkfs.ext4"], *MKFS_OPTS, "-E", f"lazy_itable_init=1,root_owner={st.st_uid}:{st.st_gid}",
+                  str(img)])  # fmt: skip
+            _run([tools["mount"], "-o", MOUNT_OPTS, str(img), str(stage)])
         try:
-            (stage / "lost+found").rmdir()  # the agent's folder holds only what it held
+            if (stage / "lost+found").is_dir():
+                (stage / "lost+found").rmdir()  # the agent's folder holds only what it held
             _run([tools["cp"], "-a", "--", f"{root}/.", f"{stage}/"])
             os.chmod(stage, st.st_mode & 0o7777)
             mount(str(stage), str(root), None, MS_BIND)
@@ -122,7 +146,7 @@ class RunFs:
             os.rename(root, before)  # the folder as it was at attach(), now under the mount no more
             os.rename(out, root)
             shutil.rmtree(before)
-            (self.base / f"{label}.img").unlink()
+            (self.base / f"{label}.img").unlink(missing_ok=True)
         shutil.rmtree(self.base, ignore_errors=True)
 
     @classmethod
@@ -131,7 +155,7 @@ class RunFs:
         as detach() would (mounting it first where the mount went with the harness's
         namespace). Returns the roots recovered."""
         roots = [(label, getattr(layout, label)) for label in ("workspace", "scratch")
-                 if (layout.fs_dir / f"{label}.img").is_file()]  # fmt: skip
+                 if (layout.fs_dir / f"{label}.img").is_file() or os.path.ismount(getattr(layout, label))]  # fmt: skip
         runfs = cls(layout, roots)
         mount_bin = shutil.which("mount") or "mount"
         for label, root in roots:

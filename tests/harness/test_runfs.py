@@ -59,3 +59,30 @@ def test_while_the_run_lives_its_folder_shows_what_the_agent_writes(runs_dir):
     worker.join(timeout=60)
     assert os.stat(ws).st_dev == os.stat(run_dir).st_dev
     assert (ws / "train.log").read_text() == "epoch 1\n"
+
+
+def test_runs_kept_on_a_tmpfs_get_a_tmpfs_of_their_own(runs_dir):
+    """Where the runs root is a tmpfs, the run's own filesystems are tmpfs too (a loop ext4
+    would make every create twice as dear as the runs' own memory: bench/sensors.py --tmpfs);
+    still a superblock of the run's own, watched with a pid per event, copied back after."""
+    mem = runs_dir / "mem"
+    mem.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(mem)], check=True)
+    try:
+        run_dir = create_run_dir(mem, "tester", "t0", 1)
+        spec = RunSpec(run_dir, ["bash", "-c", "echo a > a.txt; touch started; sleep 1.5"], "tester", "t0", 1,
+                       budget_s=60, grace_s=1)  # fmt: skip
+        worker = _start(spec)
+        ws = run_dir / "workspace"
+        _wait_for(ws / "started")
+        found = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", str(ws)], capture_output=True, text=True)
+        fstype, options = found.stdout.split()
+        assert fstype == "tmpfs" and os.stat(ws).st_dev != os.stat(mem).st_dev, found.stdout
+        assert {"nosuid", "nodev"} <= set(options.split(","))
+        worker.join(timeout=60)
+        assert not _mounts_under(run_dir) and not (run_dir / "fs").exists()
+        assert (ws / "a.txt").read_text() == "a\n"
+        got = rows(run_dir, "SELECT DISTINCT in_run, attribution FROM file_events WHERE path LIKE '%/a.txt'")
+        assert got == [(True, "pidfd")] or got == [(True, "proc")] or got == [(True, "seen")], got
+    finally:
+        subprocess.run(["umount", "-l", str(mem)], check=False)
