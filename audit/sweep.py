@@ -23,7 +23,9 @@ from pathlib import Path
 
 from onegc.evidence.errors import MissingExtra, OnegcError
 from onegc.evidence.integrity import BadRunDir, verify_run
+from onegc.evidence.layout import RunLayout
 from onegc.harness.agents import resolve_agent
+from onegc.harness.runfs import RunFs
 from onegc.tasks import registry
 
 PLAN_FILE = ".sweep.json"
@@ -123,6 +125,18 @@ def state(runs_dir: Path, cell: Cell) -> str:
     return "done" if status == "intact" else status
 
 
+def _recover_files(run_dir: Path) -> None:
+    """A run whose harness died may still hold its own filesystems (harness/runfs.py): copy
+    them back into plain folders before the run goes to the attic, as `seal --recover` does.
+    Where that cannot be done here (another machine's mount, no root), the run moves as it is."""
+    layout = RunLayout(run_dir)
+    if layout.fs_dir.exists():
+        try:
+            RunFs.recover(layout)
+        except OSError:
+            pass
+
+
 def run_cell(runs_dir: Path, cell: Cell, extra: list[str], gpu: str | None, retry_incomplete: bool) -> str:
     """Run one cell if it is ours to run; returns what happened."""
     with claim(runs_dir, cell) as mine:
@@ -140,6 +154,7 @@ def run_cell(runs_dir: Path, cell: Cell, extra: list[str], gpu: str | None, retr
                 return f"skipped ({current}; retry with --retry-incomplete)"
             attic = runs_dir / ATTIC_DIR / f"{cell.key}.{time.strftime('%Y%m%dT%H%M%S')}"
             attic.parent.mkdir(parents=True, exist_ok=True)
+            _recover_files(run_dir)
             shutil.move(run_dir, attic)
         env = dict(os.environ)
         if gpu is not None:

@@ -55,7 +55,10 @@ def test_killed_sweep_resumes_without_duplicates(runs_dir, tmp_path):
     again = _sweep(runs_dir, data, "--retry-incomplete")
     assert "r2: skipped (sealed)" in again.stdout
     assert _status(runs_dir) == {"agent": "scripted-baseline", "task": "t6", "done": 2}
-    assert len(list((runs_dir / ".attic").iterdir())) == 1, "the interrupted run is kept, not deleted"
+    (kept,) = list((runs_dir / ".attic").iterdir())  # the interrupted run is kept, not deleted
+    # its own filesystems, left mounted by the dead harness, were copied back into plain folders
+    assert not (kept / "fs").exists() and not os.path.ismount(kept / "workspace"), list(kept.iterdir())
+    assert (kept / "workspace" / "prepare.py").is_file()
 
 
 def test_a_held_cell_is_not_run_twice(runs_dir):
