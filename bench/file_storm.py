@@ -24,6 +24,8 @@ from pathlib import Path
 
 import duckdb
 
+from onegc.harness.steps.sandbox import agent_path
+
 STORM = r"""
 import json, os, sys, time
 dirs, per = int(sys.argv[1]), int(sys.argv[2])
@@ -48,7 +50,7 @@ def unmonitored(runs_dir: Path, dirs: int, per: int) -> float:
     """The same storm with the same interpreter in a plain folder beside the runs."""
     folder = runs_dir / "unmonitored"
     folder.mkdir()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
+    env = {**os.environ, "PATH": agent_path()}
     out = subprocess.run(["python3", "-c", STORM, str(dirs), str(per)], cwd=folder, env=env,
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     shutil.rmtree(folder)

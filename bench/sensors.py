@@ -18,7 +18,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import duckdb
 
 from onegc.harness.monitor import run_monitored
 from onegc.harness.spec import RunSpec, create_run_dir
+from onegc.harness.steps.sandbox import agent_path
 
 BASE = Path("/var/lib/onegc-audit/bench")
 
@@ -72,8 +72,7 @@ PINNED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS"
 
 
 def plain(argv: list[str]) -> float:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-           "PYTHONUNBUFFERED": "1", **PINNED}  # fmt: skip
+    env = {**os.environ, "PATH": agent_path(), "PYTHONUNBUFFERED": "1", **PINNED}
     with tempfile.TemporaryDirectory(dir=BASE) as d:
         out = subprocess.run(argv, cwd=d, capture_output=True, text=True, check=True, env=env).stdout
     return float(out.split()[-1])

@@ -35,7 +35,6 @@ from pathlib import Path
 
 from onegc.evidence.journal import Journal, journal_path
 from onegc.harness.kernel import become_sensor, fstatfs, libc
-from onegc.harness.runfs import own_superblock
 
 FAN_CLOEXEC, FAN_NONBLOCK, FAN_CLASS_NOTIF = 0x1, 0x2, 0x0
 FAN_UNLIMITED_QUEUE, FAN_REPORT_PIDFD = 0x10, 0x80
@@ -300,7 +299,7 @@ def main() -> None:
     stopping = become_sensor(parent)
     try:
         for label, path in roots:
-            if not own_superblock(path):
+            if not os.path.ismount(path):  # a superblock of its own, not a folder of its disk's
                 raise OSError(errno.EXDEV, f"{label} ({path}) is not a filesystem of its own")
         w = FanWatcher(run_dir, cgroup_dir, roots)
     except OSError as exc:

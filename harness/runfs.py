@@ -76,11 +76,6 @@ def on_tmpfs(path: Path) -> bool:
         os.close(fd)
 
 
-def own_superblock(path: str) -> bool:
-    """Is ``path`` the root of a filesystem of its own (not a folder of its parent's)?"""
-    return os.stat(path).st_dev != os.stat(os.path.dirname(path.rstrip("/")) or "/").st_dev
-
-
 @dataclass
 class RunFs:
     """The mounted filesystems of one run: attach() before the agent starts, detach() after."""
@@ -100,24 +95,25 @@ class RunFs:
         if missing:
             raise RunFsError(f"cannot make the run's filesystems: {', '.join(missing)} not found")
         self.base.mkdir(mode=0o700, exist_ok=True)
+        size, in_memory = image_size(self.base), on_tmpfs(self.base)
         try:
             for label, root in self.roots:
-                self._attach_one(label, root, tools)
+                self._attach_one(label, root, tools, size, in_memory)
         except BaseException:
             self._unmount_all()
             shutil.rmtree(self.base, ignore_errors=True)
             raise
 
-    def _attach_one(self, label: str, root: Path, tools: dict[str, str]) -> None:
+    def _attach_one(self, label: str, root: Path, tools: dict[str, str], size: int, in_memory: bool) -> None:
         img, stage = self.base / f"{label}.img", self.base / label
         st = os.stat(root)
         stage.mkdir(mode=0o700)
-        if on_tmpfs(self.base):  # runs kept in memory: a tmpfs of the run's own costs what theirs does
-            mode = f"mode={st.st_mode & 0o7777:o},uid={st.st_uid},gid={st.st_gid},size={image_size(self.base)}"
+        if in_memory:  # runs kept in memory: a tmpfs of the run's own costs what theirs does
+            mode = f"mode={st.st_mode & 0o7777:o},uid={st.st_uid},gid={st.st_gid},size={size}"
             mount("tmpfs", str(stage), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOATIME, mode)
         else:
             with open(img, "xb") as fh:
-                fh.truncate(image_size(self.base))
+                fh.truncate(size)
             # one -E (mke2fs keeps only the last): lazy inode tables, the root owned as the folder is
             _run([tools["mkfs.ext4"], *MKFS_OPTS, "-E", f"lazy_itable_init=1,root_owner={st.st_uid}:{st.st_gid}",
                   str(img)])  # fmt: skip
@@ -160,7 +156,7 @@ class RunFs:
         mount_bin = shutil.which("mount") or "mount"
         for label, root in roots:
             if not os.path.ismount(root):
-                _run([mount_bin, "-o", "loop,noatime,nosuid,nodev", str(layout.fs_dir / f"{label}.img"), str(root)])
+                _run([mount_bin, "-o", MOUNT_OPTS, str(layout.fs_dir / f"{label}.img"), str(root)])
             runfs.mounted.append((label, root))
         for stale in layout.fs_dir.glob("*.out"):  # a copy the dead harness had begun
             shutil.rmtree(stale)

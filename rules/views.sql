@@ -149,13 +149,15 @@ FROM run_meta m,
 -- own process events (processes, from the proc connector, timed by the kernel) show that pid
 -- forked in the run's tree before the sensor read the event; only what neither can tell is
 -- unattributed (unattributed_file_events, counted in the sensor's health), never cited.
+CREATE TEMP MACRO forked_in_run(event_pid, read_mono) AS EXISTS (
+    SELECT 1 FROM processes p WHERE p.event = 'fork' AND p.pid = event_pid AND p.mono <= read_mono);
+
 CREATE TEMP VIEW run_file_events AS
 SELECT * FROM file_events f
 WHERE coalesce(f.in_run, f.attribution IS NULL)
-   OR (f.in_run IS NULL AND f.attribution = 'none' AND EXISTS (
-       SELECT 1 FROM processes p WHERE p.event = 'fork' AND p.pid = f.pid AND p.mono <= f.mono));
+   OR (f.in_run IS NULL AND f.attribution = 'none' AND forked_in_run(f.pid, f.mono));
 
 CREATE TEMP VIEW unattributed_file_events AS
 SELECT * FROM file_events f
-WHERE f.in_run IS NULL AND f.attribution IS NOT NULL AND NOT EXISTS (
-    SELECT 1 FROM run_file_events r WHERE r.seq = f.seq);
+WHERE f.in_run IS NULL AND f.attribution IS NOT NULL
+  AND NOT (f.attribution = 'none' AND forked_in_run(f.pid, f.mono));

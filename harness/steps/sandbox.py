@@ -58,12 +58,17 @@ def _prepare_dirs(spec: RunSpec) -> None:
             os.chmod(p, 0o444)
 
 
+def agent_path() -> str:
+    """The agent's PATH: the task's interpreter first (benches run their baselines with it too)."""
+    return f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+
+
 def agent_env(spec: RunSpec) -> dict[str, str]:
     home = spec.layout.home
     cache = home / ".cache"
     env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
     env.update(
-        PATH=f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        PATH=agent_path(),
         HOME=str(home),
         USER="agent",
         LOGNAME="agent",

@@ -13,6 +13,13 @@ from tests.harness.test_file_sensor import _start, _wait_for
 pytestmark = needs_root
 
 
+def _fs_of(path) -> tuple[str, set[str]]:
+    """The type and options of the filesystem mounted at ``path`` (findmnt)."""
+    found = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", str(path)], capture_output=True, text=True)
+    fstype, options = found.stdout.split()
+    return fstype, set(options.split(","))
+
+
 def _mounts_under(path) -> list[str]:
     with open("/proc/self/mountinfo") as fh:
         return [line.split()[4] for line in fh if line.split()[4].startswith(str(path))]
@@ -53,9 +60,8 @@ def test_while_the_run_lives_its_folder_shows_what_the_agent_writes(runs_dir):
     _wait_for(ws / "started")
     assert (ws / "train.log").read_text() == "epoch 1\n"
     assert os.stat(ws).st_dev != os.stat(run_dir).st_dev
-    found = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", str(ws)], capture_output=True, text=True).stdout
-    fstype, options = found.split()
-    assert fstype == "ext4" and {"nosuid", "nodev", "noatime"} <= set(options.split(",")), found
+    fstype, options = _fs_of(ws)
+    assert fstype == "ext4" and {"nosuid", "nodev", "noatime"} <= options, (fstype, options)
     worker.join(timeout=60)
     assert os.stat(ws).st_dev == os.stat(run_dir).st_dev
     assert (ws / "train.log").read_text() == "epoch 1\n"
@@ -75,10 +81,9 @@ def test_runs_kept_on_a_tmpfs_get_a_tmpfs_of_their_own(runs_dir):
         worker = _start(spec)
         ws = run_dir / "workspace"
         _wait_for(ws / "started")
-        found = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", str(ws)], capture_output=True, text=True)
-        fstype, options = found.stdout.split()
-        assert fstype == "tmpfs" and os.stat(ws).st_dev != os.stat(mem).st_dev, found.stdout
-        assert {"nosuid", "nodev"} <= set(options.split(","))
+        fstype, options = _fs_of(ws)
+        assert fstype == "tmpfs" and os.stat(ws).st_dev != os.stat(mem).st_dev, (fstype, options)
+        assert {"nosuid", "nodev"} <= options
         worker.join(timeout=60)
         assert not _mounts_under(run_dir) and not (run_dir / "fs").exists()
         assert (ws / "a.txt").read_text() == "a\n"
